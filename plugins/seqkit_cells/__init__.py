@@ -1,0 +1,10 @@
+"""Built-in cells: the lesson's vanilla RNN with tanh or ReLU activation."""
+
+from seqkit import hookimpl
+from seqkit_cells.rnn import RNNRelu, RNNTanh
+
+
+@hookimpl
+def register_cells(register):
+    register(RNNTanh)
+    register(RNNRelu)

@@ -1,0 +1,1 @@
+"""seqkit built-in plugin (in progress)."""

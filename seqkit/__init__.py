@@ -1,0 +1,32 @@
+"""seqkit: recurrent sequence models on any array framework, extended through plugins."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from seqkit.backend import Backend
+from seqkit.cell import Cell, ParamSpec
+from seqkit.clipper import Clipper
+from seqkit.corpus import Corpus, CorpusOptions
+from seqkit.decoder import Decoder
+from seqkit.errors import SeqkitError
+from seqkit.hookspecs import hookimpl
+from seqkit.plugins import LazyComponent
+from seqkit.sampler import Sampler
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Backend", "Cell", "Clipper", "Corpus", "CorpusOptions", "Decoder", "LazyComponent",
+    "ParamSpec", "Sampler", "SeqkitError", "hookimpl", "train", "__version__",
+]
+
+if TYPE_CHECKING:
+    from seqkit.api import Run
+
+
+def train(**options: Any) -> "Run":
+    """Train a model; options are the CLI's with underscores (see `seqkit.config.RunConfig`)."""
+    from seqkit.api import train as _train
+
+    return _train(**options)

@@ -1,0 +1,140 @@
+"""The `Backend` interface: array math, autodiff, devices and parameter updates for one framework.
+
+A backend is the only place a framework is imported. Cells are written against the op surface
+below (like ``keras.ops``), so a cell written once runs on every backend. Parameters live in a
+``dict[str, native array]``; the core creates them in NumPy and hands them over with `asarray`.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import TYPE_CHECKING, Any, Callable, ClassVar, Sequence
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from seqkit.network import ModelSpec, Network
+
+Array = Any
+Params = dict[str, Any]
+LossFn = Callable[[Params], "tuple[Array, Any]"]
+
+
+class Backend(ABC):
+    """Array math, autodiff, devices and SGD updates for one array framework.
+
+    Subclasses set ``name`` and implement every abstract method. ``device`` is the resolved
+    device string (``"cpu"``, ``"cuda:0"``, ...); ``dtype`` is ``"float32"`` or ``"float64"``.
+    The constructor receives ``device`` (a user string such as ``"auto"``) and ``dtype`` and
+    raises `seqkit.errors.ConfigError` for a device it cannot use.
+
+    Op surface (used by cells and the generic network): every op takes and returns native
+    arrays of this backend and must be differentiable by `value_and_grad`.
+    """
+
+    name: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+
+    def __init__(self, device: str = "auto", dtype: str = "float32") -> None:
+        self.device = device
+        self.dtype = dtype
+
+    # -- conversion -------------------------------------------------------------------------
+    @abstractmethod
+    def asarray(self, array: np.ndarray) -> Array:
+        """Copy a NumPy array onto this backend's device; floats become ``self.dtype``, ints stay ints."""
+
+    @abstractmethod
+    def to_numpy(self, x: Array) -> np.ndarray:
+        """Return a NumPy copy of a native array (detached from any autodiff graph)."""
+
+    # -- op surface -------------------------------------------------------------------------
+    @abstractmethod
+    def matmul(self, a: Array, b: Array) -> Array:
+        """Matrix product of two 2-D arrays."""
+
+    @abstractmethod
+    def add(self, a: Array, b: Array) -> Array:
+        """Elementwise sum with broadcasting."""
+
+    @abstractmethod
+    def multiply(self, a: Array, b: Array) -> Array:
+        """Elementwise product with broadcasting."""
+
+    @abstractmethod
+    def subtract(self, a: Array, b: Array) -> Array:
+        """Elementwise difference with broadcasting."""
+
+    @abstractmethod
+    def tanh(self, x: Array) -> Array:
+        """Elementwise hyperbolic tangent."""
+
+    @abstractmethod
+    def relu(self, x: Array) -> Array:
+        """Elementwise max(x, 0)."""
+
+    @abstractmethod
+    def sigmoid(self, x: Array) -> Array:
+        """Elementwise logistic function."""
+
+    @abstractmethod
+    def zeros(self, shape: Sequence[int]) -> Array:
+        """A float array of zeros of ``self.dtype`` on the device."""
+
+    @abstractmethod
+    def one_hot(self, ids: Array, depth: int) -> Array:
+        """Integer ids of any shape -> float one-hot array with a trailing axis of size ``depth``."""
+
+    @abstractmethod
+    def take(self, table: Array, ids: Array) -> Array:
+        """Rows of a 2-D ``table`` selected by integer ``ids`` (an embedding lookup)."""
+
+    @abstractmethod
+    def concatenate(self, arrays: Sequence[Array], axis: int = 0) -> Array:
+        """Join arrays along an existing axis."""
+
+    @abstractmethod
+    def reshape(self, x: Array, shape: Sequence[int]) -> Array:
+        """Array with the same data and a new shape."""
+
+    @abstractmethod
+    def cross_entropy(self, logits: Array, targets: Array) -> Array:
+        """Mean softmax cross-entropy of ``logits`` (N, V) against integer ``targets`` (N,): a scalar."""
+
+    # -- autodiff and state -----------------------------------------------------------------
+    @abstractmethod
+    def value_and_grad(self, fn: LossFn, params: Params) -> tuple[float, Params, Any]:
+        """Evaluate ``loss, aux = fn(params)`` and differentiate ``loss`` with respect to ``params``.
+
+        Returns ``(loss as a Python float, {name: gradient}, aux)``; ``aux`` (for example the final
+        recurrent state, a tuple of arrays) comes back detached from the graph.
+        """
+
+    @abstractmethod
+    def detach(self, x: Array) -> Array:
+        """Return ``x`` cut from the autodiff graph (the result must be used: MXNet copies)."""
+
+    # -- updates ----------------------------------------------------------------------------
+    @abstractmethod
+    def sgd_update(self, params: Params, grads: Params, lr: float) -> None:
+        """In place: ``params[k] -= lr * grads[k]`` for every name."""
+
+    @abstractmethod
+    def global_norm(self, grads: Params) -> float:
+        """L2 norm of all gradients taken together, as a Python float."""
+
+    @abstractmethod
+    def scale(self, grads: Params, factor: float) -> Params:
+        """Gradients multiplied by ``factor`` (in place where the framework allows)."""
+
+    # -- optional hooks -----------------------------------------------------------------------
+    def fused_network(self, spec: "ModelSpec") -> "Network | None":
+        """A fast hand-written network for ``spec.cell`` if this backend has one, else ``None``."""
+        return None
+
+    def fused_cells(self) -> tuple[str, ...]:
+        """Names of the cells this backend has a fused implementation for."""
+        return ()
+
+    def synchronize(self) -> None:
+        """Wait for queued device work (for honest timings). A no-op on synchronous backends."""

@@ -1,0 +1,148 @@
+"""A language-model network: input encoding, a `Cell` unrolled over time, and an output layer.
+
+`ModelSpec` names the parameters and initialises them from a seeded NumPy generator, so one seed
+gives one starting point on every backend. `Network` is what the engine trains; `GenericNetwork`
+runs any cell through the backend's autodiff ("scratch"); a backend may supply a faster fused
+`Network` for cells it knows ("fused"). Both must give the same numbers from the same parameters.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from seqkit.backend import Backend, Params
+from seqkit.cell import Cell, ParamSpec
+
+OUTPUT_PARAMS = ("W_hq", "b_q")
+EMBED_PARAM = "W_embed"
+INIT_SCALE = 0.01
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What a network is: the cell, vocabulary size, hidden width and input encoding.
+
+    ``embedding_dim == 0`` means one-hot inputs (the lesson's default)."""
+
+    cell: Cell
+    vocab_size: int
+    hidden_size: int
+    embedding_dim: int = 0
+
+    @property
+    def input_size(self) -> int:
+        return self.embedding_dim or self.vocab_size
+
+    def param_specs(self) -> dict[str, ParamSpec]:
+        specs = dict(self.cell.param_specs(self.input_size, self.hidden_size))
+        reserved = set(OUTPUT_PARAMS) | {EMBED_PARAM}
+        clash = reserved & specs.keys()
+        if clash:
+            raise ValueError(f"cell {self.cell.name!r} uses reserved parameter names {sorted(clash)}")
+        specs["W_hq"] = ParamSpec((self.hidden_size, self.vocab_size), "normal")
+        specs["b_q"] = ParamSpec((self.vocab_size,), "zeros")
+        if self.embedding_dim:
+            specs[EMBED_PARAM] = ParamSpec((self.vocab_size, self.embedding_dim), "normal")
+        return specs
+
+    def init_params(self, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        """Fresh float64 parameters: normal(0, 0.01) weights, zero biases, drawn in name order."""
+        params = {}
+        for name, spec in sorted(self.param_specs().items()):
+            if spec.init == "zeros":
+                params[name] = np.zeros(spec.shape)
+            else:
+                params[name] = rng.normal(0.0, INIT_SCALE, size=spec.shape)
+        return params
+
+
+class Network(ABC):
+    """A `ModelSpec` bound to a backend: training loss and gradients, evaluation, stepping.
+
+    Token ids arrive as NumPy int arrays of shape (batch, steps); states are tuples of native
+    arrays. The loss is the mean cross-entropy over every predicted token.
+    """
+
+    impl: str = ""
+
+    def __init__(self, backend: Backend, spec: ModelSpec) -> None:
+        self.backend = backend
+        self.spec = spec
+
+    def init_state(self, batch_size: int) -> tuple:
+        """A zero state for ``batch_size`` sequences."""
+        shapes = self.spec.cell.state_shapes(batch_size, self.spec.hidden_size)
+        return tuple(self.backend.zeros(shape) for shape in shapes)
+
+    @abstractmethod
+    def loss_and_grad(
+        self, params: Params, X: np.ndarray, Y: np.ndarray, state: tuple, loss_from: int = 0
+    ) -> tuple[float, Params, tuple]:
+        """Mean loss over steps ``loss_from:`` of the minibatch, its gradients, and the final state
+        (detached). Steps before ``loss_from`` only carry the state forward (used by --no-detach)."""
+
+    @abstractmethod
+    def loss(self, params: Params, X: np.ndarray, Y: np.ndarray, state: tuple) -> tuple[float, tuple]:
+        """Mean loss of a minibatch without gradients, and the final state."""
+
+    @abstractmethod
+    def step(self, params: Params, ids: np.ndarray, state: tuple) -> tuple[np.ndarray, tuple]:
+        """Feed one token per sequence (``ids`` of shape (batch,)); return NumPy logits (batch, V)
+        and the new state."""
+
+
+class GenericNetwork(Network):
+    """Runs any cell through the backend's op surface and autodiff (``--impl scratch``)."""
+
+    impl = "scratch"
+
+    def _inputs(self, params: Params, ids: Any) -> Any:
+        ops = self.backend
+        if self.spec.embedding_dim:
+            return ops.take(params[EMBED_PARAM], ids)
+        return ops.one_hot(ids, self.spec.vocab_size)
+
+    def _unroll(self, params: Params, X: np.ndarray, state: tuple, keep_from: int) -> tuple[list, tuple]:
+        ops = self.backend
+        steps = ops.asarray(np.ascontiguousarray(X.T))
+        outputs = []
+        for t in range(X.shape[1]):
+            out, state = self.spec.cell.step(ops, params, self._inputs(params, steps[t]), state)
+            if t >= keep_from:
+                outputs.append(out)
+        return outputs, state
+
+    def _logits(self, params: Params, outputs: list) -> Any:
+        ops = self.backend
+        hidden = ops.concatenate(outputs, axis=0)
+        return ops.add(ops.matmul(hidden, params["W_hq"]), params["b_q"])
+
+    def _loss_fn(self, X: np.ndarray, Y: np.ndarray, state: tuple, loss_from: int):
+        ops = self.backend
+        targets = ops.asarray(np.ascontiguousarray(Y[:, loss_from:].T).reshape(-1))
+
+        def fn(params: Params):
+            outputs, final = self._unroll(params, X, state, loss_from)
+            return ops.cross_entropy(self._logits(params, outputs), targets), final
+
+        return fn
+
+    def loss_and_grad(self, params, X, Y, state, loss_from=0):
+        loss, grads, final = self.backend.value_and_grad(self._loss_fn(X, Y, state, loss_from), params)
+        return loss, grads, final
+
+    def loss(self, params, X, Y, state):
+        ops = self.backend
+        loss, final = self._loss_fn(X, Y, state, 0)(params)
+        return float(ops.to_numpy(loss)), tuple(ops.detach(s) for s in final)
+
+    def step(self, params, ids, state):
+        ops = self.backend
+        x = self._inputs(params, ops.asarray(np.asarray(ids)))
+        out, state = self.spec.cell.step(ops, params, x, state)
+        logits = self._logits(params, [out])
+        return ops.to_numpy(logits), tuple(ops.detach(s) for s in state)
