@@ -1,1 +1,13 @@
-"""seqkit built-in plugin (in progress)."""
+"""Built-in corpora: The Time Machine, Jay Chou lyrics, tiny Shakespeare and any text file."""
+
+from seqkit import hookimpl
+from seqkit_corpora.builtin import Lyrics, Shakespeare, TimeMachine
+from seqkit_corpora.textfile import TextFile
+
+
+@hookimpl
+def register_corpora(register):
+    register(TimeMachine)
+    register(Lyrics)
+    register(Shakespeare)
+    register(TextFile)

@@ -1,1 +1,11 @@
-"""seqkit built-in plugin (in progress)."""
+"""Built-in decoders: greedy, temperature sampling and alpha-sharpened sampling."""
+
+from seqkit import hookimpl
+from seqkit_decoders.sampling import AlphaDecoder, GreedyDecoder, TemperatureDecoder
+
+
+@hookimpl
+def register_decoders(register):
+    register(GreedyDecoder)
+    register(TemperatureDecoder)
+    register(AlphaDecoder)

@@ -1,1 +1,10 @@
-"""seqkit built-in plugin (in progress)."""
+"""Built-in samplers: d2l's random sampling and sequential partitioning."""
+
+from seqkit import hookimpl
+from seqkit_samplers.partition import RandomSampler, SequentialSampler
+
+
+@hookimpl
+def register_samplers(register):
+    register(RandomSampler)
+    register(SequentialSampler)

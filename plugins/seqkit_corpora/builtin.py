@@ -1,0 +1,90 @@
+"""The lesson's corpora, downloaded on first use: The Time Machine, Jay Chou lyrics, tiny Shakespeare."""
+
+from __future__ import annotations
+
+import re
+import zipfile
+from pathlib import Path
+
+from seqkit.data import read_text_file
+from seqkit.errors import DataError
+from seqkit_corpora.base import DownloadedCorpus
+
+_NON_LETTERS = re.compile("[^A-Za-z]+")
+
+
+class TimeMachine(DownloadedCorpus):
+    """H. G. Wells' The Time Machine, letters and spaces only, lower case (the d2l lesson's text)."""
+
+    name = "timemachine"
+    description = "H. G. Wells, The Time Machine (d2l's copy); lower-case letters and spaces"
+    filename = "timemachine.txt"
+    url = "http://d2l-data.s3-accelerate.amazonaws.com/timemachine.txt"
+    source = url
+    sha1 = "090b5e7e70c295757f55df93cb0a180b9691891a"
+    default_prefix = "time traveller"
+    default_val_fraction = 0.0
+    reserve_unk = True
+
+    def load(self, path: Path, normalize: bool) -> str:
+        """Per line: runs of non-letters become one space, trimmed, lower-cased; lines joined
+        with nothing between them (as the lesson does)."""
+        text = read_text_file(path)
+        if not normalize:
+            return text
+        return "".join(_NON_LETTERS.sub(" ", line).strip().lower() for line in text.splitlines())
+
+
+class Lyrics(DownloadedCorpus):
+    """Jay Chou's song lyrics in Chinese (d2l-zh's teaching copy), line breaks turned into spaces."""
+
+    name = "lyrics"
+    description = "Jay Chou lyrics (d2l-zh's copy); Chinese characters, line breaks as spaces"
+    filename = "jaychou_lyrics.txt.zip"
+    member = "jaychou_lyrics.txt"
+    url = "http://d2l-data.s3-accelerate.amazonaws.com/jaychou_lyrics.txt.zip"
+    source = url
+    sha1 = "9529987e701a4f37048ab778270a5dde9a762a0b"
+    default_prefix = "分开"
+    default_val_fraction = 0.0
+    reserve_unk = False
+
+    def load(self, path: Path, normalize: bool) -> str:
+        """The zip member ``jaychou_lyrics.txt`` as UTF-8; ``\\n`` and ``\\r`` each become a space."""
+        try:
+            with zipfile.ZipFile(path) as archive:
+                data = archive.read(self.member)
+        except KeyError:
+            raise DataError(
+                f"{path} has no {self.member}: replace it with the file from {self.url}") from None
+        except (zipfile.BadZipFile, OSError) as exc:
+            raise DataError(
+                f"{path} is not a readable zip file ({exc}): replace it with the file from {self.url}"
+            ) from exc
+        try:
+            text = data.decode("utf-8").removeprefix("\ufeff")
+        except UnicodeDecodeError as exc:
+            raise DataError(
+                f"{self.member} in {path} is not valid UTF-8 at byte offset {exc.start}: replace "
+                f"it with the file from {self.url}") from None
+        if not normalize:
+            return text
+        return text.replace("\n", " ").replace("\r", " ")
+
+
+class Shakespeare(DownloadedCorpus):
+    """Tiny Shakespeare (karpathy/char-rnn): about 1.1 M characters of the plays, kept as they are."""
+
+    name = "shakespeare"
+    description = "tiny Shakespeare (karpathy/char-rnn); raw characters"
+    filename = "tinyshakespeare.txt"
+    url = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
+    source = url
+    sha1 = "04486597058d11dcc2c556b1d0433891eb639d2e"
+    default_prefix = "ROMEO:"
+    default_val_fraction = 0.1
+    reserve_unk = False
+
+    def load(self, path: Path, normalize: bool) -> str:
+        """The raw text: this corpus has no normalisation of its own."""
+        return read_text_file(path)

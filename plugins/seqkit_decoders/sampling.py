@@ -1,0 +1,65 @@
+"""Next-token pickers: argmax, softmax(logits / T), and p^alpha renormalised."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from seqkit import Decoder
+from seqkit.decoder import softmax
+from seqkit.errors import ConfigError
+
+
+class GreedyDecoder(Decoder):
+    """Always the most likely token (ties: the lowest id)."""
+
+    name = "greedy"
+    description = "argmax"
+
+    def distribution(self, logits: np.ndarray) -> np.ndarray:
+        probs = np.zeros(len(logits))
+        probs[int(np.argmax(logits))] = 1.0
+        return probs
+
+    def choose(self, logits: np.ndarray, rng: np.random.Generator) -> int:
+        return int(np.argmax(logits))
+
+
+class TemperatureDecoder(Decoder):
+    """Sample from softmax(logits / T); T = 0 means greedy."""
+
+    name = "temperature"
+    description = "sample from softmax(logits / --temperature); 0 = greedy"
+
+    def __init__(self, temperature: float = 1.0) -> None:
+        if not temperature >= 0:
+            raise ConfigError(f"--temperature must be >= 0 (0 means greedy), got {temperature}")
+        self.temperature = float(temperature)
+
+    def distribution(self, logits: np.ndarray) -> np.ndarray:
+        if self.temperature == 0:
+            return GreedyDecoder().distribution(logits)
+        return softmax(np.asarray(logits, dtype=np.float64) / self.temperature)
+
+    def choose(self, logits: np.ndarray, rng: np.random.Generator) -> int:
+        if self.temperature == 0:
+            return int(np.argmax(logits))
+        return super().choose(logits, rng)
+
+
+class AlphaDecoder(Decoder):
+    """Sample from p^alpha renormalised (alpha > 1 sharpens, < 1 flattens)."""
+
+    name = "alpha"
+    description = "sample from p^--alpha renormalised"
+
+    def __init__(self, alpha: float = 1.0) -> None:
+        if not alpha > 0:
+            raise ConfigError(f"--alpha must be > 0, got {alpha}")
+        self.alpha = float(alpha)
+
+    def distribution(self, logits: np.ndarray) -> np.ndarray:
+        p = softmax(logits) ** self.alpha
+        total = p.sum()
+        if not total > 0 or not np.isfinite(total):  # extreme alpha underflows: fall back to the mode
+            return GreedyDecoder().distribution(logits)
+        return p / total

@@ -1,0 +1,83 @@
+"""Human-readable output for the CLI (rich)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from seqkit.plugins import Registry
+
+console = Console(highlight=False)
+
+
+def _fmt(value: Any, spec: str = ".2f") -> str:
+    return "-" if value is None else format(value, spec)
+
+
+class RunPrinter:
+    """Progress callback for `seqkit.api.train`: a line every ``log_every`` epochs and each sample."""
+
+    def __init__(self, epochs: int, log_every: int) -> None:
+        self.epochs = epochs
+        self.log_every = log_every
+        self.last: dict | None = None
+
+    def __call__(self, event: str, payload: Any) -> None:
+        if event == "start":
+            console.print(
+                f"[bold]seqkit[/] {payload['backend']} ({payload['device']}, {payload['impl']}, {payload['dtype']}): "
+                f"{payload['train_tokens']:,} training tokens, {payload['val_tokens']:,} held out, "
+                f"vocab {payload['vocab_size']:,}, {payload['num_params']:,} parameters")
+        elif event == "epoch":
+            self.last = payload
+            epoch = payload["epoch"]
+            if epoch % self.log_every == 0 or epoch == self.epochs or epoch == 1:
+                val = f"  val ppl {_fmt(payload['val_ppl'])} ({_fmt(payload['val_bpc'], '.3f')} bits)" \
+                    if payload["val_ppl"] is not None else ""
+                console.print(
+                    f"epoch {epoch:>4}/{self.epochs}  train ppl {payload['train_ppl']:.2f}{val}  "
+                    f"lr {payload['lr']:g}  grad {payload['grad_norm']:.3f} "
+                    f"(clipped {payload['clipped_fraction']:.0%})  {_fmt(payload['tokens_per_s'], ',.0f')} tok/s")
+        elif event == "sample":
+            console.print(f"  [cyan]sample:[/] {payload!r}")
+
+    def done(self, out: str) -> None:
+        console.print(f"Done. Metrics and summary in {out}")
+
+
+def plugins_as_dicts(registry: Registry) -> list[dict]:
+    """Plugins with their hooks, components and availability, as JSON-ready dicts."""
+    rows = []
+    for info in sorted(registry.plugins.values(), key=lambda p: p.name):
+        rows.append({
+            "name": info.name,
+            "origin": info.origin,
+            "available": info.available,
+            "error": info.error,
+            "install_hint": info.install_hint,
+            "hooks": sorted(set(info.hooks)),
+            "components": [
+                {"kind": c.kind, "name": c.name, "description": c.description,
+                 "available": c.unavailable_reason is None, "reason": c.unavailable_reason}
+                for c in info.components
+            ],
+        })
+    return rows
+
+
+def plugin_table(registry: Registry) -> None:
+    """Print one row per component (and per plugin that failed to load)."""
+    table = Table(title="seqkit plugins")
+    for column in ("plugin", "kind", "name", "status", "description"):
+        table.add_column(column)
+    for row in plugins_as_dicts(registry):
+        if not row["available"]:
+            hint = f"; {row['install_hint']}" if row["install_hint"] else ""
+            table.add_row(row["name"], "-", "-", "[red]failed to load[/]", f"{row['error']}{hint}")
+            continue
+        for comp in row["components"]:
+            status = "[green]available[/]" if comp["available"] else f"[yellow]unavailable[/]: {comp['reason']}"
+            table.add_row(row["name"], comp["kind"], comp["name"], status, comp["description"])
+    console.print(table)

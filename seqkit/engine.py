@@ -1,0 +1,154 @@
+"""The loops: fit (truncated BPTT with SGD), evaluate (perplexity, bits per token), predict.
+
+The engine never imports a framework: it talks to a `Network` (and through it to a `Backend`).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from seqkit.backend import Params
+from seqkit.clipper import Clipper
+from seqkit.decoder import Decoder
+from seqkit.errors import DivergedError
+from seqkit.network import Network
+from seqkit.sampler import Sampler
+
+LN2 = math.log(2.0)
+
+
+@dataclass
+class TrainSettings:
+    """The hyper-parameters the fit loop reads."""
+
+    epochs: int
+    batch_size: int
+    num_steps: int
+    lr: float
+    lr_decay: float = 1.0
+    lr_decay_every: int = 0
+    detach: bool = True
+
+    def lr_at(self, epoch: int) -> float:
+        """Step decay: ``lr * lr_decay ** ((epoch - 1) // lr_decay_every)`` (epochs count from 1)."""
+        if not self.lr_decay_every:
+            return self.lr
+        return self.lr * self.lr_decay ** ((epoch - 1) // self.lr_decay_every)
+
+
+EpochCallback = Callable[[dict], None]
+
+
+def fit(
+    network: Network,
+    params: Params,
+    train_ids: np.ndarray,
+    sampler: Sampler,
+    clipper: Clipper,
+    settings: TrainSettings,
+    rng: np.random.Generator,
+    val_ids: np.ndarray | None = None,
+    on_epoch: EpochCallback | None = None,
+    start_epoch: int = 1,
+) -> list[dict]:
+    """Train ``params`` in place; return one metrics row per epoch (also passed to ``on_epoch``)."""
+    backend = network.backend
+    history: list[dict] = []
+    started = time.perf_counter()
+    for epoch in range(start_epoch, settings.epochs + 1):
+        lr = settings.lr_at(epoch)
+        epoch_start = time.perf_counter()
+        loss_sum = norm_sum = 0.0
+        tokens = steps = clipped = 0
+        carried = None
+        earlier_x: list[np.ndarray] = []
+        earlier_y: list[np.ndarray] = []
+        for X, Y in sampler.batches(train_ids, settings.batch_size, settings.num_steps, rng):
+            loss_from = 0
+            if sampler.carries_state and not settings.detach:
+                # No detaching: the gradient flows through every earlier minibatch of the epoch, so
+                # each one is rerun from the epoch's start and only its own steps are scored.
+                loss_from = sum(x.shape[1] for x in earlier_x)
+                earlier_x.append(X)
+                earlier_y.append(Y)
+                X, Y = np.concatenate(earlier_x, axis=1), np.concatenate(earlier_y, axis=1)
+                state = network.init_state(X.shape[0])
+            elif sampler.carries_state and carried is not None:
+                state = carried
+            else:
+                state = network.init_state(X.shape[0])
+            loss, grads, carried = network.loss_and_grad(params, X, Y, state, loss_from)
+            if not math.isfinite(loss):
+                raise DivergedError(
+                    f"loss became {loss} at epoch {epoch}, minibatch {steps + 1} (lr {lr:g}): lower --lr, "
+                    "clip harder with --clipper norm and a smaller --clip-theta, or reduce --hidden")
+            grads, norm, was_clipped = clipper.clip(backend, grads)
+            backend.sgd_update(params, grads, lr)
+            n = Y.shape[0] * (Y.shape[1] - loss_from)
+            loss_sum += loss * n
+            tokens += n
+            norm_sum += norm
+            clipped += was_clipped
+            steps += 1
+        backend.synchronize()
+        train_time = time.perf_counter() - epoch_start
+        row = {
+            "epoch": epoch,
+            "train_ppl": math.exp(loss_sum / tokens),
+            "val_ppl": None,
+            "val_bpc": None,
+            "lr": lr,
+            "grad_norm": norm_sum / steps,
+            "clipped_fraction": clipped / steps,
+            "tokens_per_s": tokens / train_time if train_time > 0 else None,
+            "elapsed_s": None,
+        }
+        if val_ids is not None and len(val_ids) > 1:
+            result = evaluate(network, params, val_ids, settings.batch_size, settings.num_steps)
+            row["val_ppl"], row["val_bpc"] = result["ppl"], result["bits_per_token"]
+        row["elapsed_s"] = time.perf_counter() - started
+        history.append(row)
+        if on_epoch is not None:
+            on_epoch(row)
+    return history
+
+
+def evaluate(network: Network, params: Params, ids: np.ndarray, batch_size: int, num_steps: int) -> dict:
+    """Perplexity and bits per token of ``ids`` read as ``batch_size`` parallel streams with the state
+    carried across windows of ``num_steps`` (every token but the first is predicted once)."""
+    predicted = len(ids) - 1
+    streams = max(1, min(batch_size, predicted))
+    length = predicted // streams
+    xs = ids[: streams * length].reshape(streams, length)
+    ys = ids[1: streams * length + 1].reshape(streams, length)
+    state = network.init_state(streams)
+    total = 0.0
+    for start in range(0, length, num_steps):
+        X, Y = xs[:, start:start + num_steps], ys[:, start:start + num_steps]
+        loss, state = network.loss(params, X, Y, state)
+        total += loss * Y.size
+    mean = total / (streams * length)
+    return {"ppl": math.exp(mean), "bits_per_token": mean / LN2, "loss": mean, "tokens": streams * length}
+
+
+def predict(
+    network: Network, params: Params, prefix_ids: np.ndarray, length: int, decoder: Decoder,
+    rng: np.random.Generator,
+) -> list[int]:
+    """Warm the state up over the prefix, then decode ``length`` tokens one at a time."""
+    state = network.init_state(1)
+    logits = None
+    for token in prefix_ids:
+        logits, state = network.step(params, np.array([token], dtype=np.int64), state)
+    generated: list[int] = []
+    for i in range(length):
+        token = decoder.choose(logits[0], rng)
+        generated.append(token)
+        if i + 1 < length:
+            logits, state = network.step(params, np.array([token], dtype=np.int64), state)
+    return generated
