@@ -1,0 +1,149 @@
+"""The NumPy backend: ops written with `autograd.numpy`, differentiated by the `autograd` library."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Sequence
+
+import autograd
+import autograd.numpy as anp
+import numpy as np
+from autograd.tracer import getval
+
+from seqkit.backend import Array, Backend, LossFn, Params
+from seqkit.errors import ConfigError
+
+if TYPE_CHECKING:
+    from seqkit.network import ModelSpec, Network
+
+DTYPES = ("float32", "float64")
+FUSED_CELLS = ("rnn-relu", "rnn-tanh")
+
+
+def _unbox(tree: Any) -> Any:
+    """``getval`` through tuples, lists and dicts."""
+    if isinstance(tree, tuple):
+        return tuple(_unbox(x) for x in tree)
+    if isinstance(tree, list):
+        return [_unbox(x) for x in tree]
+    if isinstance(tree, dict):
+        return {k: _unbox(v) for k, v in tree.items()}
+    return getval(tree)
+
+
+class NumpyBackend(Backend):
+    """NumPy on the CPU. Any cell is differentiated by `autograd`; the built-in RNN cells also
+    have a hand-derived batched BPTT (`seqkit_numpy.fused.FusedRNN`)."""
+
+    name = "numpy"
+    description = "NumPy on the CPU; autograd for any cell, hand-written BPTT for rnn-tanh/rnn-relu"
+
+    def __init__(self, device: str = "auto", dtype: str = "float32") -> None:
+        if device not in ("auto", "cpu"):
+            raise ConfigError(
+                f"device {device!r}: the numpy backend runs on the CPU only; use --device cpu or auto")
+        if dtype not in DTYPES:
+            raise ConfigError(f"dtype {dtype!r} is not supported; use one of: {', '.join(DTYPES)}")
+        super().__init__(device="cpu", dtype=dtype)
+        self._np_dtype = np.dtype(dtype)
+        self._eye: dict[int, np.ndarray] = {}
+
+    # -- conversion -------------------------------------------------------------------------
+    def asarray(self, array: np.ndarray) -> np.ndarray:
+        array = np.asarray(getval(array))
+        if array.dtype.kind in "iub":
+            return np.array(array, dtype=np.int64)
+        return np.array(array, dtype=self._np_dtype)
+
+    def to_numpy(self, x: Array) -> np.ndarray:
+        return np.array(getval(x))
+
+    # -- op surface -------------------------------------------------------------------------
+    def matmul(self, a: Array, b: Array) -> Array:
+        return anp.dot(a, b)
+
+    def add(self, a: Array, b: Array) -> Array:
+        return anp.add(a, b)
+
+    def multiply(self, a: Array, b: Array) -> Array:
+        return anp.multiply(a, b)
+
+    def subtract(self, a: Array, b: Array) -> Array:
+        return anp.subtract(a, b)
+
+    def tanh(self, x: Array) -> Array:
+        return anp.tanh(x)
+
+    def relu(self, x: Array) -> Array:
+        return x * (getval(x) > 0)
+
+    def sigmoid(self, x: Array) -> Array:
+        return 0.5 * (anp.tanh(0.5 * x) + 1.0)
+
+    def zeros(self, shape: Sequence[int]) -> np.ndarray:
+        return np.zeros(tuple(shape), dtype=self._np_dtype)
+
+    def one_hot(self, ids: Array, depth: int) -> np.ndarray:
+        eye = self._eye.get(depth)
+        if eye is None:
+            eye = self._eye[depth] = np.eye(depth, dtype=self._np_dtype)
+        return eye[np.asarray(getval(ids))]
+
+    def take(self, table: Array, ids: Array) -> Array:
+        return table[np.asarray(getval(ids))]
+
+    def concatenate(self, arrays: Sequence[Array], axis: int = 0) -> Array:
+        return anp.concatenate(list(arrays), axis=axis)
+
+    def reshape(self, x: Array, shape: Sequence[int]) -> Array:
+        return anp.reshape(x, tuple(shape))
+
+    def cross_entropy(self, logits: Array, targets: Array) -> Array:
+        targets = np.asarray(getval(targets))
+        shifted = logits - np.max(getval(logits), axis=1, keepdims=True)
+        lse = anp.log(anp.sum(anp.exp(shifted), axis=1))
+        picked = shifted[np.arange(targets.shape[0]), targets]
+        return anp.mean(lse - picked)
+
+    # -- autodiff and state -----------------------------------------------------------------
+    def value_and_grad(self, fn: LossFn, params: Params) -> tuple[float, Params, Any]:
+        stash: dict[str, Any] = {}
+
+        def loss_only(p: Params) -> Array:
+            loss, aux = fn(p)
+            stash["aux"] = _unbox(aux)
+            return loss
+
+        loss, grads = autograd.value_and_grad(loss_only)(params)
+        grads = {k: np.asarray(g, dtype=params[k].dtype) for k, g in grads.items()}
+        return float(getval(loss)), grads, stash["aux"]
+
+    def detach(self, x: Array) -> Array:
+        return getval(x)
+
+    # -- updates ----------------------------------------------------------------------------
+    def sgd_update(self, params: Params, grads: Params, lr: float) -> None:
+        for name, grad in grads.items():
+            params[name] -= lr * grad
+
+    def global_norm(self, grads: Params) -> float:
+        total = 0.0
+        for grad in grads.values():
+            flat = np.asarray(grad, dtype=np.float64).ravel()
+            total += float(np.dot(flat, flat))
+        return float(np.sqrt(total))
+
+    def scale(self, grads: Params, factor: float) -> Params:
+        for grad in grads.values():
+            grad *= factor
+        return grads
+
+    # -- fused path -------------------------------------------------------------------------
+    def fused_cells(self) -> tuple[str, ...]:
+        return FUSED_CELLS
+
+    def fused_network(self, spec: "ModelSpec") -> "Network | None":
+        if spec.cell.name not in FUSED_CELLS:
+            return None
+        from seqkit_numpy.fused import FusedRNN
+
+        return FusedRNN(self, spec)

@@ -1,0 +1,33 @@
+"""Shared fixtures: the shared corpora folder and an isolated cache for every test."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+SHARED_CORPORA = Path(__file__).resolve().parents[2] / "shared" / "corpora"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory, monkeypatch):
+    """No test reads or writes the user's cache; ``SEQKIT_DATA`` is unset unless a test sets it."""
+    monkeypatch.setenv("SEQKIT_CACHE", str(tmp_path_factory.mktemp("cache")))
+    monkeypatch.delenv("SEQKIT_DATA", raising=False)
+    monkeypatch.delenv("SEQKIT_LOAD_PLUGINS", raising=False)
+
+
+@pytest.fixture
+def corpora_dir(monkeypatch) -> Path:
+    """The shared corpora (beside the repo), exported as ``SEQKIT_DATA``."""
+    if not SHARED_CORPORA.is_dir():
+        pytest.fail(f"shared corpora not found at {SHARED_CORPORA}")
+    monkeypatch.setenv("SEQKIT_DATA", str(SHARED_CORPORA))
+    return SHARED_CORPORA
+
+
+@pytest.fixture
+def tiny() -> dict:
+    """Options for a seconds-long training run on a slice of The Time Machine."""
+    return dict(corpus="timemachine", max_tokens=3000, hidden=32, batch_size=4, num_steps=10,
+                epochs=2, predict_len=10, seed=0)
