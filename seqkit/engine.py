@@ -20,6 +20,12 @@ from seqkit.network import Network
 from seqkit.sampler import Sampler
 
 LN2 = math.log(2.0)
+MAX_LOSS = 700.0  # exp() of more overflows a float: treat as divergence
+
+
+def perplexity(mean_loss: float) -> float:
+    """exp(mean cross-entropy), or inf when it overflows."""
+    return math.exp(mean_loss) if mean_loss < MAX_LOSS else math.inf
 
 
 @dataclass
@@ -83,7 +89,7 @@ def fit(
             else:
                 state = network.init_state(X.shape[0])
             loss, grads, carried = network.loss_and_grad(params, X, Y, state, loss_from)
-            if not math.isfinite(loss):
+            if not math.isfinite(loss) or loss > MAX_LOSS:
                 raise DivergedError(
                     f"loss became {loss} at epoch {epoch}, minibatch {steps + 1} (lr {lr:g}): lower --lr, "
                     "clip harder with --clipper norm and a smaller --clip-theta, or reduce --hidden")
@@ -99,7 +105,7 @@ def fit(
         train_time = time.perf_counter() - epoch_start
         row = {
             "epoch": epoch,
-            "train_ppl": math.exp(loss_sum / tokens),
+            "train_ppl": perplexity(loss_sum / tokens),
             "val_ppl": None,
             "val_bpc": None,
             "lr": lr,
@@ -133,7 +139,7 @@ def evaluate(network: Network, params: Params, ids: np.ndarray, batch_size: int,
         loss, state = network.loss(params, X, Y, state)
         total += loss * Y.size
     mean = total / (streams * length)
-    return {"ppl": math.exp(mean), "bits_per_token": mean / LN2, "loss": mean, "tokens": streams * length}
+    return {"ppl": perplexity(mean), "bits_per_token": mean / LN2, "loss": mean, "tokens": streams * length}
 
 
 def predict(

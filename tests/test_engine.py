@@ -1,0 +1,126 @@
+"""The engine's loops: state policy per sampler, --no-detach, lr schedule, divergence, evaluation."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from seqkit.engine import TrainSettings, evaluate, fit, predict
+from seqkit.errors import DivergedError
+from seqkit.network import GenericNetwork, ModelSpec
+from seqkit.plugins import build_registry
+from seqkit_cells.rnn import RNNTanh
+from seqkit_clippers.norm import NoClipper, NormClipper
+from seqkit_decoders.sampling import GreedyDecoder
+from seqkit_samplers.partition import RandomSampler, SequentialSampler
+
+TOKENS = np.random.default_rng(0).integers(0, 7, size=400)
+
+
+class SpyNetwork(GenericNetwork):
+    """Records the state and shapes each minibatch starts from; can fake a loss."""
+
+    def __init__(self, backend, spec, fake_loss=None):
+        super().__init__(backend, spec)
+        self.calls = []
+        self.fake_loss = fake_loss
+
+    def loss_and_grad(self, params, X, Y, state, loss_from=0):
+        loss, grads, final = super().loss_and_grad(params, X, Y, state, loss_from)
+        self.calls.append({"X": X.copy(), "state": np.array(state[0]), "final": np.array(final[0]),
+                           "loss_from": loss_from})
+        return (self.fake_loss if self.fake_loss is not None else loss), grads, final
+
+
+@pytest.fixture
+def numpy_backend():
+    return build_registry().create("backend", "numpy", device="cpu", dtype="float64")
+
+
+def make(backend, **kwargs):
+    spec = ModelSpec(RNNTanh(), vocab_size=7, hidden_size=6)
+    params = {k: backend.asarray(v) for k, v in spec.init_params(np.random.default_rng(0)).items()}
+    return SpyNetwork(backend, spec, **kwargs), params
+
+
+def settings(**kwargs):
+    return TrainSettings(**{"epochs": 1, "batch_size": 3, "num_steps": 5, "lr": 1.0, **kwargs})
+
+
+def test_sequential_carries_the_previous_final_state(numpy_backend):
+    net, params = make(numpy_backend)
+    fit(net, params, TOKENS, SequentialSampler(), NoClipper(), settings(), np.random.default_rng(0))
+    assert len(net.calls) > 3
+    assert not net.calls[0]["state"].any()
+    for prev, cur in zip(net.calls, net.calls[1:]):
+        np.testing.assert_array_equal(cur["state"], prev["final"])
+        assert cur["loss_from"] == 0
+
+
+def test_random_sampler_starts_every_minibatch_from_zero(numpy_backend):
+    net, params = make(numpy_backend)
+    fit(net, params, TOKENS, RandomSampler(), NoClipper(), settings(), np.random.default_rng(0))
+    assert all(not call["state"].any() for call in net.calls)
+
+
+def test_no_detach_reruns_from_the_epoch_start_and_scores_only_the_new_steps(numpy_backend):
+    net, params = make(numpy_backend)
+    fit(net, params, TOKENS, SequentialSampler(), NoClipper(), settings(detach=False), np.random.default_rng(0))
+    for k, call in enumerate(net.calls):
+        assert call["loss_from"] == 5 * k
+        assert call["X"].shape == (3, 5 * (k + 1))
+        assert not call["state"].any()
+
+
+def test_no_detach_gradient_reaches_back_into_the_previous_minibatch(numpy_backend):
+    net, params = make(numpy_backend)
+    X = TOKENS[:20].reshape(2, 10)
+    Y = TOKENS[1:21].reshape(2, 10)
+    state = net.init_state(2)
+    _, full, _ = net.loss_and_grad(params, X, Y, state, loss_from=5)
+    _, carried, _ = net.backend.value_and_grad(
+        net._loss_fn(X[:, 5:], Y[:, 5:], net.loss(params, X[:, :5], Y[:, :5], state)[1], 0), params)
+    # Same loss terms, but detaching the carried state drops the gradient through steps 0..4.
+    assert not np.allclose(full["W_hh"], carried["W_hh"])
+
+
+def test_step_decay_schedule():
+    s = settings(lr=1.0, lr_decay=0.5, lr_decay_every=100)
+    assert [s.lr_at(e) for e in (1, 100, 101, 201)] == [1.0, 1.0, 0.5, 0.25]
+    assert settings(lr=2.0).lr_at(1000) == 2.0
+
+
+def test_metrics_rows(numpy_backend):
+    net, params = make(numpy_backend)
+    rows = fit(net, params, TOKENS[:300], SequentialSampler(), NormClipper(clip_theta=1e-3), settings(epochs=2),
+               np.random.default_rng(0), val_ids=TOKENS[300:])
+    assert [r["epoch"] for r in rows] == [1, 2]
+    for row in rows:
+        assert set(row) == {"epoch", "train_ppl", "val_ppl", "val_bpc", "lr", "grad_norm", "clipped_fraction",
+                            "tokens_per_s", "elapsed_s"}
+        assert row["clipped_fraction"] == 1.0  # theta 1e-3 clips every step
+        assert row["val_bpc"] == pytest.approx(math.log2(row["val_ppl"]))
+
+
+def test_a_non_finite_loss_stops_with_advice(numpy_backend):
+    net, params = make(numpy_backend, fake_loss=float("nan"))
+    with pytest.raises(DivergedError, match="lower --lr"):
+        fit(net, params, TOKENS, SequentialSampler(), NoClipper(), settings(), np.random.default_rng(0))
+
+
+def test_evaluate_uniform_model_has_perplexity_vocab_size(numpy_backend):
+    net, params = make(numpy_backend)
+    zeros = {k: numpy_backend.asarray(np.zeros(np.shape(v))) for k, v in params.items()}
+    result = evaluate(net, zeros, TOKENS, batch_size=4, num_steps=7)
+    assert result["ppl"] == pytest.approx(7.0)
+    assert result["bits_per_token"] == pytest.approx(math.log2(7))
+    assert result["tokens"] == 396  # 399 predicted tokens in 4 streams of 99
+
+
+def test_predict_warms_up_then_decodes(numpy_backend):
+    net, params = make(numpy_backend)
+    out = predict(net, params, np.array([1, 2, 3]), 6, GreedyDecoder(), np.random.default_rng(0))
+    assert len(out) == 6 and all(0 <= t < 7 for t in out)
+    assert out == predict(net, params, np.array([1, 2, 3]), 6, GreedyDecoder(), np.random.default_rng(1))

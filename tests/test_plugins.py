@@ -1,0 +1,149 @@
+"""Plugin manager: entry points, duplicate names, broken plugins isolated, lazy components, docs."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import inspect
+import json
+import re
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+from click.testing import CliRunner
+
+from seqkit import Cell, LazyComponent, ParamSpec, hookimpl, hookspecs
+from seqkit.cli import main
+from seqkit.errors import PluginError, UnavailableError
+from seqkit.plugins import ENTRY_POINT_GROUP, KINDS, build_registry
+
+ROOT = Path(__file__).resolve().parents[1]
+BUILTINS = {"numpy", "torch", "mxnet", "corpora", "samplers", "cells", "clippers", "decoders"}
+HOOKS = [name for name, _ in inspect.getmembers(hookspecs, inspect.isfunction) if name.startswith("register_")]
+
+
+class EchoCell(Cell):
+    """A test cell: the hidden state is the projected input."""
+
+    name = "rnn-tanh"
+
+    def param_specs(self, input_size, hidden_size):
+        return {"W_xh": ParamSpec((input_size, hidden_size))}
+
+    def step(self, ops, params, x, state):
+        h = ops.matmul(x, params["W_xh"])
+        return h, (h,)
+
+
+def test_builtins_are_registered_through_the_entry_point_group():
+    names = {ep.name for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)}
+    assert BUILTINS <= names
+    registry = build_registry()
+    assert BUILTINS <= set(registry.plugins)
+    assert registry.names("cell") == ["rnn-relu", "rnn-tanh"]
+    assert registry.names("sampler") == ["random", "sequential"]
+    assert registry.names("clipper") == ["none", "norm"]
+    assert registry.names("decoder") == ["alpha", "greedy", "temperature"]
+    assert {"numpy", "torch", "mxnet"} <= set(registry.names("backend"))
+    assert registry.component("cell", "rnn-tanh").plugin == "cells"
+
+
+def test_unknown_name_lists_the_valid_ones():
+    registry = build_registry()
+    with pytest.raises(PluginError, match=r"unknown cell 'gru' for --cell; choose one of: rnn-relu, rnn-tanh"):
+        registry.get("cell", "gru")
+
+
+def test_duplicate_names_raise_naming_both_plugins():
+    plugin = SimpleNamespace(register_cells=hookimpl(lambda register: register(EchoCell)))
+    with pytest.raises(PluginError, match=r"'rnn-tanh' is registered by both plugin 'cells' and plugin 'echo'"):
+        build_registry(extra_plugins=[("echo", plugin)])
+
+
+def test_a_third_party_cell_is_found_and_created():
+    class LeakyCell(EchoCell):
+        """Leaky test cell."""
+        name = "leaky"
+
+    plugin = SimpleNamespace(register_cells=hookimpl(lambda register: register(LeakyCell)))
+    registry = build_registry(extra_plugins=[("leaky-plugin", plugin)])
+    assert isinstance(registry.create("cell", "leaky", unused_option=1), LeakyCell)
+    assert registry.plugins["leaky-plugin"].hooks == ["register_cells"]
+
+
+def test_non_interface_registration_is_rejected():
+    plugin = SimpleNamespace(register_cells=hookimpl(lambda register: register(dict, name="bad")))
+    with pytest.raises(PluginError, match="not a Cell subclass"):
+        build_registry(extra_plugins=[("bad", plugin)])
+
+
+def test_a_plugin_that_fails_to_import_is_isolated(monkeypatch):
+    real = importlib.metadata.entry_points
+
+    def entry_points(**kwargs):
+        eps = list(real(**kwargs))
+        if kwargs.get("group") == ENTRY_POINT_GROUP:
+            eps.append(importlib.metadata.EntryPoint("broken", "seqkit_no_such_module_xyz", ENTRY_POINT_GROUP))
+        return eps
+
+    monkeypatch.setattr(importlib.metadata, "entry_points", entry_points)
+    registry = build_registry()
+    broken = registry.plugins["broken"]
+    assert not broken.available
+    assert "ModuleNotFoundError" in broken.error
+    assert broken.install_hint == "pip install seqkit_no_such_module_xyz"
+    assert registry.get("cell", "rnn-tanh").name == "rnn-tanh"  # the others keep working
+    with pytest.raises(PluginError, match="plugins that failed to load: broken"):
+        registry.get("cell", "missing")
+
+
+def test_lazy_component_with_missing_module_is_unavailable_with_hint():
+    lazy = LazyComponent("ghost", "seqkit_ghost.backend:Ghost", requires=("seqkit_ghost_framework",),
+                         install_hint="pip install 'seqkit[ghost]'")
+    plugin = SimpleNamespace(register_backends=hookimpl(lambda register: register(lazy)))
+    registry = build_registry(extra_plugins=[("ghost", plugin)])
+    component = registry.component("backend", "ghost")
+    assert "pip install 'seqkit[ghost]'" in component.unavailable_reason
+    with pytest.raises(UnavailableError, match=r"backend 'ghost' is unavailable: .*pip install 'seqkit\[ghost\]'"):
+        registry.get("backend", "ghost")
+
+
+def test_load_plugins_env_restricts_entry_points(monkeypatch):
+    monkeypatch.setenv("SEQKIT_LOAD_PLUGINS", "cells,numpy")
+    registry = build_registry()
+    assert set(registry.plugins) == {"cells", "numpy"}
+    assert registry.names("sampler") == []
+
+
+def test_plugins_command_lists_components_and_availability():
+    result = CliRunner().invoke(main, ["plugins", "--json"])
+    assert result.exit_code == 0, result.output
+    rows = {row["name"]: row for row in json.loads(result.output)}
+    assert BUILTINS <= set(rows)
+    cells = rows["cells"]
+    assert cells["hooks"] == ["register_cells"]
+    assert {c["name"] for c in cells["components"]} == {"rnn-tanh", "rnn-relu"}
+    assert all(c["available"] for c in cells["components"])
+    table = CliRunner().invoke(main, ["plugins"])
+    assert table.exit_code == 0 and "rnn-tanh" in table.output
+
+
+def test_every_hook_has_a_docstring_and_a_kind():
+    assert sorted(HOOKS) == sorted(hook for hook, _, _ in KINDS.values())
+    for name in HOOKS:
+        assert (getattr(hookspecs, name).__doc__ or "").strip(), name
+
+
+def test_every_hook_is_documented_in_the_plugin_guide():
+    guide = (ROOT / "docs" / "plugins.md").read_text(encoding="utf-8")
+    for name in HOOKS:
+        assert re.search(rf"\b{name}\b", guide), f"{name} is not documented in docs/plugins.md"
+
+
+def test_every_hook_is_implemented_by_a_builtin_and_exercised_by_a_test():
+    registry = build_registry()
+    implemented = {hook for info in registry.plugins.values() for hook in info.hooks}
+    assert set(HOOKS) <= implemented
+    tests = "".join(p.read_text(encoding="utf-8") for p in (ROOT / "tests").glob("test_*.py"))
+    for kind in KINDS:
+        assert f'"{kind}"' in tests, f"no test looks up a {kind}"
