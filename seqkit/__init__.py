@@ -18,7 +18,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Backend", "Cell", "Clipper", "Corpus", "CorpusOptions", "Decoder", "LazyComponent",
-    "ParamSpec", "Sampler", "SeqkitError", "hookimpl", "train", "__version__",
+    "ParamSpec", "Sampler", "SeqkitError", "hookimpl", "load", "train", "__version__",
 ]
 
 if TYPE_CHECKING:
@@ -30,3 +30,11 @@ def train(**options: Any) -> "Run":
     from seqkit.api import train as _train
 
     return _train(**options)
+
+
+def load(path: Any, backend: str = "numpy", device: str = "auto", **options: Any) -> "Run":
+    """A trained model from a checkpoint (a run's --out folder or its checkpoint/ folder) on any
+    backend; it has ``.predict(...)``, ``.evaluate(...)`` and ``.save(path)``."""
+    from seqkit.api import load as _load
+
+    return _load(path, backend=backend, device=device, **options)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import signal
 import statistics
 import time
 from pathlib import Path
@@ -11,9 +14,13 @@ import numpy as np
 
 import seqkit
 from seqkit.backend import Backend, Params
+from seqkit.checkpoint import (
+    Checkpoint, CheckpointError, TrainingInterrupted, check_resume_data, dataset_fingerprint,
+    generator_from_state, read_checkpoint, resume_options, save_run,
+)
 from seqkit.config import RunConfig
-from seqkit.dataset import Dataset, load_dataset
-from seqkit.engine import TrainSettings, evaluate, fit, predict
+from seqkit.dataset import Dataset, corpus_options, load_dataset
+from seqkit.engine import FitState, TrainSettings, evaluate, fit, predict
 from seqkit.errors import ConfigError, DataError, DivergedError
 from seqkit.network import GenericNetwork, ModelSpec, Network
 from seqkit.output import append_jsonl, default_out_dir, prepare_out_dir, write_json_atomic
@@ -58,6 +65,9 @@ class Run:
         self.out_dir = out_dir
         self.default_prefix = default_prefix
         self._registry = registry or get_registry()
+        self.fit_state: FitState | None = None  # where training stands (for checkpoints)
+        self.rng_states: dict[str, dict] = {}  # saved NumPy generator states: "init", "decoder"
+        self.data_info: dict | None = None  # token counts and hash of the training text
 
     @property
     def backend(self) -> Backend:
@@ -78,8 +88,12 @@ class Run:
     def predict(
         self, prefix: str | None = None, length: int | None = None, decoder: str | None = None,
         temperature: float | None = None, alpha: float | None = None, seed: int | None = None,
+        rng: np.random.Generator | None = None,
     ) -> str:
-        """The prefix followed by ``length`` generated tokens (defaults from the run's config)."""
+        """The prefix followed by ``length`` generated tokens (defaults from the run's config).
+
+        Random decoders draw from ``rng``, else from a generator seeded with ``seed``, else from a
+        fresh copy of the run's decoder stream."""
         config = self.config
         prefix = self.default_prefix if prefix is None else prefix
         length = config.predict_len if length is None else length
@@ -89,10 +103,23 @@ class Run:
             "decoder", decoder or config.decoder,
             temperature=config.temperature if temperature is None else temperature,
             alpha=config.alpha if alpha is None else alpha)
-        rng = np.random.default_rng(seed_streams(config.seed)["decoder"] if seed is None else seed)
+        if rng is None:
+            rng = self.decoder_rng() if seed is None else np.random.default_rng(seed)
         ids = predict(self.network, self.params, self.prefix_ids(prefix), length, chooser, rng)
         return prefix + ("" if config.tokens == "char" else " ") * bool(ids) + \
             detokenize(self.vocab.decode(ids), config.tokens)
+
+    def decoder_rng(self) -> np.random.Generator:
+        """A fresh generator at the start of the run's decoder stream."""
+        saved = self.rng_states.get("decoder")
+        if saved:
+            return generator_from_state(saved)
+        return np.random.default_rng(seed_streams(self.config.seed)["decoder"])
+
+    def save(self, path: str | Path) -> Path:
+        """Write a portable checkpoint atomically into ``path/checkpoint/`` (or into ``path`` when it
+        already is a checkpoint folder); returns the checkpoint folder. See docs/checkpoints.md."""
+        return save_run(self, path)
 
     def evaluate(self, text: str) -> dict:
         """Perplexity and bits per token of ``text``; tokens outside the vocabulary count as
@@ -119,13 +146,26 @@ def _check_long_enough(config: RunConfig, sampler, data: Dataset) -> None:
             f"{len(data.train_ids)} training tokens for one minibatch; lower --num-steps or --batch-size")
 
 
-def train(progress: Progress | None = None, registry: Registry | None = None, **options: Any) -> Run:
+def train(
+    progress: Progress | None = None, registry: Registry | None = None, resume: str | Path | None = None,
+    should_stop: Callable[[], int | None] | None = None, **options: Any,
+) -> Run:
     """Train a model from keyword options (the CLI's, with underscores) and return the `Run`.
 
-    ``progress(event, payload)`` is called with ``("start", info)``, ``("epoch", row)`` and
-    ``("sample", text)``. With ``out=DIR`` the folder gets ``metrics.jsonl`` and ``summary.json``."""
-    config = RunConfig.from_options(**options)
+    ``progress(event, payload)`` is called with ``("start", info)``, ``("epoch", row)``,
+    ``("sample", text)`` and ``("checkpoint", folder)``. With ``out=DIR`` the folder gets
+    ``metrics.jsonl``, ``summary.json`` and ``checkpoint/`` (every ``checkpoint_every`` epochs, at
+    the end and when interrupted). ``resume=DIR`` continues the run checkpointed there; ``options``
+    then holds only what to change (`seqkit.checkpoint.RESUMABLE`). ``should_stop()`` is polled
+    after every minibatch: a signal number stops training with a checkpoint and raises
+    `TrainingInterrupted` (as does Ctrl-C)."""
     registry = registry or get_registry()
+    ckpt = read_checkpoint(resume) if resume is not None else None
+    if ckpt is not None:
+        options = resume_options(ckpt, options)
+    config = RunConfig.from_options(**options)
+    if ckpt is not None:
+        ckpt.model_spec(registry, config)  # the checkpoint is consistent in itself
     notify = progress or (lambda event, payload: None)
 
     backend_cls = registry.get("backend", config.backend)
@@ -137,12 +177,23 @@ def train(progress: Progress | None = None, registry: Registry | None = None, **
 
     data = load_dataset(config, registry)
     _check_long_enough(config, sampler, data)
+    fingerprint = dataset_fingerprint(data.train_ids, data.val_ids, data.val_fraction)
+    if ckpt is not None:
+        check_resume_data(ckpt, data.vocab, fingerprint)
     backend: Backend = backend_cls(device=config.device, dtype=config.dtype)
     spec = ModelSpec(cell, len(data.vocab), config.hidden, config.embedding)
     network = make_network(backend, spec, config.impl)
     streams = seed_streams(config.seed)
-    params = {k: backend.asarray(v) for k, v in spec.init_params(np.random.default_rng(streams["init"])).items()}
-    run = Run(config, data.vocab, network, params, [], out_dir, data.default_prefix, registry)
+    if ckpt is None:
+        init_rng = np.random.default_rng(streams["init"])
+        params = {k: backend.asarray(v) for k, v in spec.init_params(init_rng).items()}
+        run = Run(config, data.vocab, network, params, [], out_dir, data.default_prefix, registry)
+        run.rng_states = {"init": init_rng.bit_generator.state,
+                          "decoder": np.random.default_rng(streams["decoder"]).bit_generator.state}
+    else:
+        ckpt.check_model(spec, config.batch_size)
+        run = _from_checkpoint(ckpt, config, network, registry, out_dir)
+    run.data_info = fingerprint
     prefix = run.default_prefix if config.prefix is None else config.prefix
     run.prefix_ids(prefix)  # fail on unseen prefix tokens before training, not after
 
@@ -150,12 +201,21 @@ def train(progress: Progress | None = None, registry: Registry | None = None, **
         "backend": backend.name, "device": backend.device, "impl": network.impl, "dtype": config.dtype,
         "vocab_size": len(data.vocab), "train_tokens": len(data.train_ids), "val_tokens": len(data.val_ids),
         "num_params": int(sum(np.prod(s.shape) for s in spec.param_specs().values())),
-        "out": str(out_dir) if out_dir else None,
+        "out": str(out_dir) if out_dir else None, "epochs": config.epochs,
+        "resumed": {"from": str(ckpt.folder), "epoch": ckpt.epoch, "position": ckpt.position} if ckpt else None,
     }
     notify("start", info)
     metrics_path = out_dir / "metrics.jsonl" if out_dir else None
     if metrics_path:
-        metrics_path.write_text("")
+        metrics_path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in run.history))
+    sampler_rng = np.random.default_rng(streams["sampler"])
+    saved: list[Path] = []
+
+    def save(state: FitState) -> None:
+        run.fit_state = state
+        if out_dir:
+            saved.append(run.save(out_dir))
+            notify("checkpoint", str(saved[-1]))
 
     def on_epoch(row: dict) -> None:
         run.history.append(row)
@@ -164,32 +224,124 @@ def train(progress: Progress | None = None, registry: Registry | None = None, **
         notify("epoch", row)
         if row["epoch"] % config.sample_every == 0 and row["epoch"] != config.epochs:
             notify("sample", run.predict(prefix))
+        every = config.checkpoint_every
+        if every and row["epoch"] % every == 0 and row["epoch"] != config.epochs:
+            save(FitState(row["epoch"], sampler_rng=sampler_rng.bit_generator.state))
+
+    def on_step(state: FitState) -> None:
+        signum = should_stop() if should_stop else None
+        if signum:
+            raise TrainingInterrupted(signum)
+
+    stopped: list[FitState] = []
+    failed: list[str] = []
+
+    def on_interrupt(state: FitState) -> None:
+        try:
+            save(state)
+            stopped.append(state)
+        except CheckpointError as exc:
+            failed.append(str(exc))
 
     settings = TrainSettings(
         epochs=config.epochs, batch_size=config.batch_size, num_steps=config.num_steps, lr=config.lr,
         lr_decay=config.lr_decay, lr_decay_every=config.lr_decay_every, detach=not config.no_detach)
     started = time.perf_counter()
     try:
-        fit(network, params, data.train_ids, sampler, clipper, settings,
-            np.random.default_rng(streams["sampler"]), data.val_ids if len(data.val_ids) else None, on_epoch)
+        fit(network, run.params, data.train_ids, sampler, clipper, settings, sampler_rng,
+            data.val_ids if len(data.val_ids) else None, on_epoch,
+            resume=run.fit_state, on_step=on_step, on_interrupt=on_interrupt)
     except DivergedError as exc:
         if out_dir:
             write_json_atomic(out_dir / "summary.json", _summary(run, info, started, None, str(exc)))
             raise DivergedError(f"{exc} (metrics so far are in {out_dir})") from None
         raise
+    except KeyboardInterrupt as exc:
+        signum = getattr(exc, "signum", signal.SIGINT)
+        message = _interrupted_message(signum, stopped[0] if stopped else None, saved[-1] if saved else None,
+                                       out_dir, failed[0] if failed else None)
+        if out_dir:
+            summary = _summary(run, info, started, None, None, "interrupted", saved[-1] if saved else None)
+            write_json_atomic(out_dir / "summary.json", summary)
+        raise TrainingInterrupted(signum, message, saved[-1] if stopped and saved else None, run) from None
+    save(FitState(config.epochs, sampler_rng=sampler_rng.bit_generator.state))
     sample = run.predict(prefix)
     notify("sample", sample)
     if out_dir:
-        write_json_atomic(out_dir / "summary.json", _summary(run, info, started, sample, None))
+        write_json_atomic(out_dir / "summary.json",
+                          _summary(run, info, started, sample, None, checkpoint=saved[-1] if saved else None))
     return run
 
 
-def _summary(run: Run, info: dict, started: float, sample: str | None, error: str | None) -> dict:
+def _interrupted_message(signum: int, state: FitState | None, folder: Path | None, out_dir: Path | None,
+                         failure: str | None) -> str:
+    name = signal.Signals(signum).name
+    if state is None:
+        kept = f"; the last checkpoint ({folder}) is kept" if folder else ""
+        why = failure or ("no output folder" if out_dir is None else "stopped during a parameter update")
+        return f"{name}: no checkpoint written ({why}){kept}"
+    where = f"after epoch {state.epoch}" if not state.position else \
+        f"in epoch {state.epoch + 1} after minibatch {state.position}"
+    if out_dir is None:
+        return f"{name}: stopped {where}; the Run (exception.run) can be saved with run.save(path)"
+    return f"{name}: stopped {where}; checkpoint saved in {folder}; continue with: seqkit run --resume {out_dir}"
+
+
+def _from_checkpoint(ckpt: Checkpoint, config: RunConfig, network: Network, registry: Registry,
+                     out_dir: Path | None) -> Run:
+    backend = network.backend
+    params = {k: backend.asarray(v) for k, v in sorted(ckpt.params.items())}  # init order: sums follow it
+    run = Run(config, Vocab.from_list(ckpt.vocab), network, params, [dict(r) for r in ckpt.metrics], out_dir,
+              ckpt.state["default_prefix"], registry)
+    run.fit_state = ckpt.fit_state(backend.asarray)
+    run.rng_states = ckpt.rng_states
+    run.data_info = ckpt.state.get("data")
+    return run
+
+
+def load(path: str | Path, backend: str = "numpy", device: str = "auto", impl: str = "auto",
+         registry: Registry | None = None) -> Run:
+    """The `Run` saved at ``path`` (a run's --out folder or its checkpoint folder), on any backend.
+
+    It predicts, evaluates and saves like a trained run; the checkpoint's own backend is not needed."""
+    registry = registry or get_registry()
+    ckpt = read_checkpoint(path)
+    config = ckpt.run_config(backend=backend, device=device, impl=impl, out=None)
+    spec = ckpt.model_spec(registry, config)
+    backend_obj: Backend = registry.get("backend", backend)(device=device, dtype=config.dtype)
+    return _from_checkpoint(ckpt, config, make_network(backend_obj, spec, impl), registry, None)
+
+
+def corpus_text(
+    config: RunConfig, registry: Registry | None = None, corpus: str | None = None,
+    corpus_file: str | None = None, data_dir: str | None = None, encoding: str | None = None,
+    max_tokens: int | None = None,
+) -> tuple[str, str]:
+    """Text to evaluate on and its name: ``corpus`` or ``corpus_file`` read with the config's
+    normalisation and tokenisation (default: the config's own corpus), cut to ``max_tokens``."""
+    if corpus and corpus_file:
+        raise ConfigError("pass --corpus or --corpus-file, not both")
+    if max_tokens is not None and max_tokens < 2:
+        raise ConfigError(f"--max-tokens must be an integer > 1, got {max_tokens}")
+    changes: dict[str, Any] = {"data_dir": data_dir or config.data_dir, "encoding": encoding or config.encoding}
+    if corpus_file:
+        changes.update(corpus="file", corpus_file=corpus_file)
+    elif corpus:
+        changes.update(corpus=corpus, corpus_file=None)
+    chosen = dataclasses.replace(config, **changes)
+    text = (registry or get_registry()).create("corpus", chosen.corpus).read(corpus_options(chosen))
+    if max_tokens is not None:
+        text = detokenize(tokenize(text, chosen.tokens)[:max_tokens], chosen.tokens)
+    return text, chosen.corpus_file if chosen.corpus == "file" else chosen.corpus
+
+
+def _summary(run: Run, info: dict, started: float, sample: str | None, error: str | None,
+             status: str | None = None, checkpoint: Path | None = None) -> dict:
     last = run.history[-1] if run.history else {}
     speeds = [r["tokens_per_s"] for r in run.history if r["tokens_per_s"]]
     return {
         "seqkit_version": seqkit.__version__,
-        "status": "diverged" if error else "completed",
+        "status": status or ("diverged" if error else "completed"),
         "error": error,
         "config": run.config.to_dict(),
         **{k: info[k] for k in ("backend", "device", "impl", "dtype", "vocab_size", "num_params")},
@@ -200,4 +352,5 @@ def _summary(run: Run, info: dict, started: float, sample: str | None, error: st
         "tokens_per_s": statistics.median(speeds) if speeds else None,
         "wall_time_s": time.perf_counter() - started,
         "sample": sample,
+        "checkpoint": str(checkpoint) if checkpoint else None,
     }

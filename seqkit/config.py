@@ -55,6 +55,7 @@ class RunConfig:
     predict_len: int = 50
     sample_every: int = 50
     log_every: int = 10
+    checkpoint_every: int = 10
     out: str | None = None
 
     @classmethod
@@ -82,6 +83,8 @@ class RunConfig:
             _require(getattr(self, name), name, lambda v: isinstance(v, int) and v > 0, "a positive integer")
         _require(self.embedding, "embedding", lambda v: isinstance(v, int) and v >= 0, "an integer >= 0 (0 = one-hot)")
         _require(self.predict_len, "predict_len", lambda v: isinstance(v, int) and v >= 0, "an integer >= 0")
+        _require(self.checkpoint_every, "checkpoint_every", lambda v: isinstance(v, int) and v >= 0,
+                 "an integer >= 0 (0 = only at the end and when interrupted)")
         _require(self.lr_decay_every, "lr_decay_every", lambda v: isinstance(v, int) and v >= 0,
                  "an integer >= 0 (0 = no decay)")
         _require(self.lr, "lr", lambda v: v > 0, "> 0")

@@ -26,6 +26,12 @@ class RunPrinter:
 
     def __call__(self, event: str, payload: Any) -> None:
         if event == "start":
+            self.epochs = payload.get("epochs", self.epochs)
+            resumed = payload.get("resumed")
+            if resumed:
+                where = f"after epoch {resumed['epoch']}" if not resumed["position"] else \
+                    f"in epoch {resumed['epoch'] + 1} after minibatch {resumed['position']}"
+                console.print(f"resuming {where} from {resumed['from']}", markup=False)
             console.print(
                 f"[bold]seqkit[/] {payload['backend']} ({payload['device']}, {payload['impl']}, {payload['dtype']}): "
                 f"{payload['train_tokens']:,} training tokens, {payload['val_tokens']:,} held out, "
@@ -43,8 +49,9 @@ class RunPrinter:
         elif event == "sample":
             console.print(f"  [cyan]sample:[/] {payload!r}")
 
-    def done(self, out: str) -> None:
-        console.print(f"Done. Metrics and summary in {out}")
+    def done(self, out: str | None) -> None:
+        console.print(f"Done. Metrics, summary and checkpoint in {out}" if out else "Done.",
+                      markup=False)
 
 
 def plugins_as_dicts(registry: Registry) -> list[dict]:

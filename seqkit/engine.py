@@ -15,7 +15,7 @@ import numpy as np
 from seqkit.backend import Params
 from seqkit.clipper import Clipper
 from seqkit.decoder import Decoder
-from seqkit.errors import DivergedError
+from seqkit.errors import DataError, DivergedError
 from seqkit.network import Network
 from seqkit.sampler import Sampler
 
@@ -47,7 +47,29 @@ class TrainSettings:
         return self.lr * self.lr_decay ** ((epoch - 1) // self.lr_decay_every)
 
 
+@dataclass
+class FitState:
+    """Where training stands, enough to stop after any minibatch and continue exactly from there.
+
+    ``epoch`` epochs are complete and ``position`` minibatches of the next one are done.
+    ``sampler_rng`` is the sampler generator's ``bit_generator.state`` at the start of that next
+    epoch: its minibatches are regenerated from it and the first ``position`` skipped. ``carried``
+    is the hidden state after the last minibatch where the sampler carries it (native arrays),
+    and the sums are the partial epoch's metrics."""
+
+    epoch: int = 0
+    position: int = 0
+    sampler_rng: dict | None = None
+    carried: tuple | None = None
+    loss_sum: float = 0.0
+    norm_sum: float = 0.0
+    tokens: int = 0
+    clipped: int = 0
+    train_time: float = 0.0
+
+
 EpochCallback = Callable[[dict], None]
+StepCallback = Callable[[FitState], None]
 
 
 def fit(
@@ -61,66 +83,102 @@ def fit(
     val_ids: np.ndarray | None = None,
     on_epoch: EpochCallback | None = None,
     start_epoch: int = 1,
+    resume: FitState | None = None,
+    on_step: StepCallback | None = None,
+    on_interrupt: StepCallback | None = None,
 ) -> list[dict]:
-    """Train ``params`` in place; return one metrics row per epoch (also passed to ``on_epoch``)."""
+    """Train ``params`` in place; return one metrics row per epoch (also passed to ``on_epoch``).
+
+    ``resume`` continues from a `FitState` (``rng`` is set to its ``sampler_rng``). ``on_step``
+    gets the state after every minibatch and may raise `KeyboardInterrupt` to stop; on any
+    `KeyboardInterrupt` ``on_interrupt`` gets the newest consistent state (none when the interrupt
+    hit a parameter update) before the exception propagates."""
     backend = network.backend
     history: list[dict] = []
     started = time.perf_counter()
-    for epoch in range(start_epoch, settings.epochs + 1):
-        lr = settings.lr_at(epoch)
-        epoch_start = time.perf_counter()
-        loss_sum = norm_sum = 0.0
-        tokens = steps = clipped = 0
-        carried = None
-        earlier_x: list[np.ndarray] = []
-        earlier_y: list[np.ndarray] = []
-        for X, Y in sampler.batches(train_ids, settings.batch_size, settings.num_steps, rng):
-            loss_from = 0
-            if sampler.carries_state and not settings.detach:
-                # No detaching: the gradient flows through every earlier minibatch of the epoch, so
-                # each one is rerun from the epoch's start and only its own steps are scored.
-                loss_from = sum(x.shape[1] for x in earlier_x)
-                earlier_x.append(X)
-                earlier_y.append(Y)
-                X, Y = np.concatenate(earlier_x, axis=1), np.concatenate(earlier_y, axis=1)
-                state = network.init_state(X.shape[0])
-            elif sampler.carries_state and carried is not None:
-                state = carried
-            else:
-                state = network.init_state(X.shape[0])
-            loss, grads, carried = network.loss_and_grad(params, X, Y, state, loss_from)
-            if not math.isfinite(loss) or loss > MAX_LOSS:
-                raise DivergedError(
-                    f"loss became {loss} at epoch {epoch}, minibatch {steps + 1} (lr {lr:g}): lower --lr, "
-                    "clip harder with --clipper norm and a smaller --clip-theta, or reduce --hidden")
-            grads, norm, was_clipped = clipper.clip(backend, grads)
-            backend.sgd_update(params, grads, lr)
-            n = Y.shape[0] * (Y.shape[1] - loss_from)
-            loss_sum += loss * n
-            tokens += n
-            norm_sum += norm
-            clipped += was_clipped
-            steps += 1
-        backend.synchronize()
-        train_time = time.perf_counter() - epoch_start
-        row = {
-            "epoch": epoch,
-            "train_ppl": perplexity(loss_sum / tokens),
-            "val_ppl": None,
-            "val_bpc": None,
-            "lr": lr,
-            "grad_norm": norm_sum / steps,
-            "clipped_fraction": clipped / steps,
-            "tokens_per_s": tokens / train_time if train_time > 0 else None,
-            "elapsed_s": None,
-        }
-        if val_ids is not None and len(val_ids) > 1:
-            result = evaluate(network, params, val_ids, settings.batch_size, settings.num_steps)
-            row["val_ppl"], row["val_bpc"] = result["ppl"], result["bits_per_token"]
-        row["elapsed_s"] = time.perf_counter() - started
-        history.append(row)
-        if on_epoch is not None:
-            on_epoch(row)
+    resume = resume or FitState(epoch=start_epoch - 1)
+    if resume.sampler_rng is not None:
+        rng.bit_generator.state = resume.sampler_rng
+    last, updating = resume, False
+    carry = sampler.carries_state and settings.detach
+    try:
+        for epoch in range(resume.epoch + 1, settings.epochs + 1):
+            lr = settings.lr_at(epoch)
+            part = resume if resume.position and epoch == resume.epoch + 1 else \
+                FitState(epoch - 1, sampler_rng=rng.bit_generator.state)
+            epoch_start = time.perf_counter() - part.train_time
+            loss_sum, norm_sum, tokens, steps, clipped = part.loss_sum, part.norm_sum, part.tokens, 0, part.clipped
+            carried = part.carried if carry else None
+            earlier_x: list[np.ndarray] = []
+            earlier_y: list[np.ndarray] = []
+            batches = sampler.batches(train_ids, settings.batch_size, settings.num_steps, rng)
+            for X, Y in batches:
+                if steps < part.position:  # done before the checkpoint: replay the sampler only
+                    steps += 1
+                    if sampler.carries_state and not settings.detach:
+                        earlier_x.append(X)
+                        earlier_y.append(Y)
+                    continue
+                loss_from = 0
+                if sampler.carries_state and not settings.detach:
+                    # No detaching: the gradient flows through every earlier minibatch of the epoch, so
+                    # each one is rerun from the epoch's start and only its own steps are scored.
+                    loss_from = sum(x.shape[1] for x in earlier_x)
+                    earlier_x.append(X)
+                    earlier_y.append(Y)
+                    X, Y = np.concatenate(earlier_x, axis=1), np.concatenate(earlier_y, axis=1)
+                    state = network.init_state(X.shape[0])
+                elif sampler.carries_state and carried is not None:
+                    state = carried
+                else:
+                    state = network.init_state(X.shape[0])
+                loss, grads, carried = network.loss_and_grad(params, X, Y, state, loss_from)
+                if not math.isfinite(loss) or loss > MAX_LOSS:
+                    raise DivergedError(
+                        f"loss became {loss} at epoch {epoch}, minibatch {steps + 1} (lr {lr:g}): lower --lr, "
+                        "clip harder with --clipper norm and a smaller --clip-theta, or reduce --hidden")
+                grads, norm, was_clipped = clipper.clip(backend, grads)
+                updating = True
+                backend.sgd_update(params, grads, lr)
+                n = Y.shape[0] * (Y.shape[1] - loss_from)
+                loss_sum += loss * n
+                tokens += n
+                norm_sum += norm
+                clipped += was_clipped
+                steps += 1
+                last = FitState(epoch - 1, steps, part.sampler_rng, carried if carry else None, loss_sum, norm_sum,
+                                tokens, clipped, time.perf_counter() - epoch_start)
+                updating = False
+                if on_step is not None:
+                    on_step(last)
+            if steps < part.position:
+                raise DataError(f"the sampler gave {steps} minibatches in epoch {epoch}, fewer than the "
+                                f"{part.position} the checkpoint had done: the training data changed")
+            backend.synchronize()
+            train_time = time.perf_counter() - epoch_start
+            row = {
+                "epoch": epoch,
+                "train_ppl": perplexity(loss_sum / tokens),
+                "val_ppl": None,
+                "val_bpc": None,
+                "lr": lr,
+                "grad_norm": norm_sum / steps,
+                "clipped_fraction": clipped / steps,
+                "tokens_per_s": tokens / train_time if train_time > 0 else None,
+                "elapsed_s": None,
+            }
+            if val_ids is not None and len(val_ids) > 1:
+                result = evaluate(network, params, val_ids, settings.batch_size, settings.num_steps)
+                row["val_ppl"], row["val_bpc"] = result["ppl"], result["bits_per_token"]
+            row["elapsed_s"] = time.perf_counter() - started
+            history.append(row)
+            last = FitState(epoch, sampler_rng=rng.bit_generator.state)
+            if on_epoch is not None:
+                on_epoch(row)
+    except KeyboardInterrupt:
+        if on_interrupt is not None and not updating:
+            on_interrupt(last)
+        raise
     return history
 
 
