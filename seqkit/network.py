@@ -138,7 +138,7 @@ class GenericNetwork(Network):
     def loss(self, params, X, Y, state):
         ops = self.backend
         loss, final = self._loss_fn(X, Y, state, 0)(params)
-        return float(ops.to_numpy(loss)), tuple(ops.detach(s) for s in final)
+        return float(ops.to_numpy(loss).item()), tuple(ops.detach(s) for s in final)
 
     def step(self, params, ids, state):
         ops = self.backend
