@@ -205,72 +205,95 @@ def train(
         "resumed": {"from": str(ckpt.folder), "epoch": ckpt.epoch, "position": ckpt.position} if ckpt else None,
     }
     notify("start", info)
-    metrics_path = out_dir / "metrics.jsonl" if out_dir else None
-    if metrics_path:
-        metrics_path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in run.history))
     sampler_rng = np.random.default_rng(streams["sampler"])
-    saved: list[Path] = []
-
-    def save(state: FitState) -> None:
-        run.fit_state = state
-        if out_dir:
-            saved.append(run.save(out_dir))
-            notify("checkpoint", str(saved[-1]))
-
-    def on_epoch(row: dict) -> None:
-        run.history.append(row)
-        if metrics_path:
-            append_jsonl(metrics_path, row)
-        notify("epoch", row)
-        if row["epoch"] % config.sample_every == 0 and row["epoch"] != config.epochs:
-            notify("sample", run.predict(prefix))
-        every = config.checkpoint_every
-        if every and row["epoch"] % every == 0 and row["epoch"] != config.epochs:
-            save(FitState(row["epoch"], sampler_rng=sampler_rng.bit_generator.state))
-
-    def on_step(state: FitState) -> None:
-        signum = should_stop() if should_stop else None
-        if signum:
-            raise TrainingInterrupted(signum)
-
-    stopped: list[FitState] = []
-    failed: list[str] = []
-
-    def on_interrupt(state: FitState) -> None:
-        try:
-            save(state)
-            stopped.append(state)
-        except CheckpointError as exc:
-            failed.append(str(exc))
-
+    recorder = _Recorder(run, info, notify, prefix, sampler_rng, should_stop)
     settings = TrainSettings(
         epochs=config.epochs, batch_size=config.batch_size, num_steps=config.num_steps, lr=config.lr,
         lr_decay=config.lr_decay, lr_decay_every=config.lr_decay_every, detach=not config.no_detach)
-    started = time.perf_counter()
     try:
         fit(network, run.params, data.train_ids, sampler, clipper, settings, sampler_rng,
-            data.val_ids if len(data.val_ids) else None, on_epoch,
-            resume=run.fit_state, on_step=on_step, on_interrupt=on_interrupt)
+            data.val_ids if len(data.val_ids) else None, recorder.on_epoch,
+            resume=run.fit_state, on_step=recorder.on_step, on_interrupt=recorder.on_interrupt)
     except DivergedError as exc:
+        recorder.write_summary(None, error=str(exc))
         if out_dir:
-            write_json_atomic(out_dir / "summary.json", _summary(run, info, started, None, str(exc)))
             raise DivergedError(f"{exc} (metrics so far are in {out_dir})") from None
         raise
     except KeyboardInterrupt as exc:
         signum = getattr(exc, "signum", signal.SIGINT)
-        message = _interrupted_message(signum, stopped[0] if stopped else None, saved[-1] if saved else None,
-                                       out_dir, failed[0] if failed else None)
-        if out_dir:
-            summary = _summary(run, info, started, None, None, "interrupted", saved[-1] if saved else None)
-            write_json_atomic(out_dir / "summary.json", summary)
-        raise TrainingInterrupted(signum, message, saved[-1] if stopped and saved else None, run) from None
-    save(FitState(config.epochs, sampler_rng=sampler_rng.bit_generator.state))
+        recorder.write_summary(None, status="interrupted")
+        raise TrainingInterrupted(signum, recorder.interrupted_message(signum), recorder.stopped_checkpoint,
+                                  run) from None
+    recorder.save(FitState(config.epochs, sampler_rng=sampler_rng.bit_generator.state))
     sample = run.predict(prefix)
     notify("sample", sample)
-    if out_dir:
-        write_json_atomic(out_dir / "summary.json",
-                          _summary(run, info, started, sample, None, checkpoint=saved[-1] if saved else None))
+    recorder.write_summary(sample)
     return run
+
+
+class _Recorder:
+    """A training run's side effects: metrics.jsonl, samples, checkpoints, summary.json, stop requests."""
+
+    def __init__(self, run: Run, info: dict, notify: Progress, prefix: str, sampler_rng: np.random.Generator,
+                 should_stop: Callable[[], int | None] | None) -> None:
+        self.run, self.info, self.notify, self.prefix = run, info, notify, prefix
+        self.sampler_rng = sampler_rng
+        self.should_stop = should_stop
+        self.out_dir = run.out_dir
+        self.saved: list[Path] = []
+        self.stopped: FitState | None = None
+        self.failure: str | None = None
+        self.started = time.perf_counter()
+        self.metrics_path = self.out_dir / "metrics.jsonl" if self.out_dir else None
+        if self.metrics_path:
+            self.metrics_path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in run.history))
+
+    @property
+    def last_checkpoint(self) -> Path | None:
+        return self.saved[-1] if self.saved else None
+
+    @property
+    def stopped_checkpoint(self) -> Path | None:
+        """The checkpoint written for the interruption itself, if any."""
+        return self.last_checkpoint if self.stopped else None
+
+    def save(self, state: FitState) -> None:
+        self.run.fit_state = state
+        if self.out_dir:
+            self.saved.append(self.run.save(self.out_dir))
+            self.notify("checkpoint", str(self.saved[-1]))
+
+    def on_epoch(self, row: dict) -> None:
+        config = self.run.config
+        self.run.history.append(row)
+        if self.metrics_path:
+            append_jsonl(self.metrics_path, row)
+        self.notify("epoch", row)
+        if row["epoch"] % config.sample_every == 0 and row["epoch"] != config.epochs:
+            self.notify("sample", self.run.predict(self.prefix))
+        every = config.checkpoint_every
+        if every and row["epoch"] % every == 0 and row["epoch"] != config.epochs:
+            self.save(FitState(row["epoch"], sampler_rng=self.sampler_rng.bit_generator.state))
+
+    def on_step(self, state: FitState) -> None:
+        signum = self.should_stop() if self.should_stop else None
+        if signum:
+            raise TrainingInterrupted(signum)
+
+    def on_interrupt(self, state: FitState) -> None:
+        try:
+            self.save(state)
+            self.stopped = state
+        except CheckpointError as exc:
+            self.failure = str(exc)
+
+    def interrupted_message(self, signum: int) -> str:
+        return _interrupted_message(signum, self.stopped, self.last_checkpoint, self.out_dir, self.failure)
+
+    def write_summary(self, sample: str | None, error: str | None = None, status: str | None = None) -> None:
+        if self.out_dir:
+            summary = _summary(self.run, self.info, self.started, sample, error, status, self.last_checkpoint)
+            write_json_atomic(self.out_dir / "summary.json", summary)
 
 
 def _interrupted_message(signum: int, state: FitState | None, folder: Path | None, out_dir: Path | None,
