@@ -1,1 +1,17 @@
-"""seqkit built-in plugin (in progress)."""
+"""Built-in PyTorch backend (CPU and CUDA): autograd for any cell, fast fused RNNs for the built-in ones.
+
+Importing this package does not import torch: the backend class is loaded on first use.
+"""
+
+from seqkit import LazyComponent, hookimpl
+
+
+@hookimpl
+def register_backends(register) -> None:
+    register(LazyComponent(
+        name="torch",
+        target="seqkit_torch.backend:TorchBackend",
+        requires=("torch",),
+        install_hint="pip install 'seqkit[torch]'",
+        description="PyTorch on CPU or CUDA; autograd for any cell, fused BPTT / cuDNN for rnn-tanh/rnn-relu",
+    ))

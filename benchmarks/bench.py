@@ -1,0 +1,541 @@
+"""Training and generation speed of seqkit's backends against plain PyTorch, in one process run.
+
+    python benchmarks/bench.py [--threads N] [--repeats R] [--quick] [--json PATH]
+    python benchmarks/bench.py --device cuda --batch-sizes 32,256,1024
+
+The lesson's workload: The Time Machine as one-hot characters (``--data-dir`` or ``$SEQKIT_DATA``,
+else the download cache), T=35, H=512, tanh, global-norm clipping at 1, SGD with lr 1, float32,
+sequential minibatches with the state carried (detached). Every training row runs the same
+minibatches: a warm-up, then a fixed count, timed; repeats are interleaved across rows so a busy
+machine slows every row alike, and the figure is the median. Generation is greedy, batch 1,
+500 characters after the prefix "time traveller ". The matmul-only ceiling is the time of the
+matrix products one minibatch needs (recurrent step forward and backward, the input, recurrent
+and output weight gradients, the output layer and its input gradient) with nothing else.
+
+Thread counts are set before any framework is imported. MXNet rows come from
+``benchmarks/bench_mxnet.py`` in a subprocess (MXNet's OpenMP runtime slows torch in-process).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+H, T, LR, THETA, SEED = 512, 35, 1.0, 1.0, 0
+PREFIX, GENERATE_CHARS = "time traveller ", 500
+THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+BASELINE_TRAIN, BASELINE_GENERATE = "torch nn.RNN + nn.Linear", "torch nn.RNN stepped (no_grad)"
+D2L_GENERATE = "torch nn.RNN stepped, autograd on (d2l)"
+HERE = Path(__file__).resolve().parent
+
+
+def default_threads() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=default_threads(), help="threads for every framework")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="where the torch rows run")
+    parser.add_argument("--batch-sizes", default="32", help="comma-separated, e.g. 32,256,1024")
+    parser.add_argument("--repeats", type=int, default=7, help="timed repeats per row (median reported)")
+    parser.add_argument("--minibatches", type=int, default=None, help="timed minibatches per repeat")
+    parser.add_argument("--quick", action="store_true", help="a fast smoke run (few minibatches, 3 repeats)")
+    parser.add_argument("--no-mxnet", action="store_true", help="skip the MXNet subprocess")
+    parser.add_argument("--data-dir", default=None, help="folder with timemachine.txt (else $SEQKIT_DATA)")
+    parser.add_argument("--json", type=Path, default=None, help="also write the table here")
+    args = parser.parse_args(argv)
+    args.batch_sizes = [int(b) for b in args.batch_sizes.split(",") if b.strip()]
+    if args.quick:
+        args.repeats = min(args.repeats, 3)
+    if args.repeats < 1 or args.threads < 1 or not args.batch_sizes:
+        parser.error("--repeats, --threads and --batch-sizes must be positive")
+    return args
+
+
+def set_threads(threads: int) -> None:
+    """Before any framework import: every OpenMP/BLAS runtime gets the same thread count."""
+    for var in THREAD_VARS:
+        os.environ[var] = str(threads)
+
+
+@dataclass
+class Row:
+    """One measured line of the table: median and every run, in tokens/s or chars/s."""
+
+    name: str
+    kind: str  # "train" | "generate" | "ceiling"
+    batch_size: int
+    runs: list[float] = field(default_factory=list)
+    source: str = "bench.py"
+
+    @property
+    def value(self) -> float:
+        return statistics.median(self.runs) if self.runs else float("nan")
+
+
+# -- workload ------------------------------------------------------------------------------------
+def load_corpus(data_dir: str | None):
+    from seqkit.config import RunConfig
+    from seqkit.dataset import load_dataset
+    from seqkit.plugins import get_registry
+
+    data = load_dataset(RunConfig(corpus="timemachine", data_dir=data_dir), get_registry())
+    return data.train_ids, data.vocab
+
+
+def minibatches(ids, batch_size: int, count: int) -> list:
+    """``count`` sequential (X, Y) minibatches, cycling over the corpus."""
+    import numpy as np
+
+    from seqkit_samplers.partition import SequentialSampler
+
+    batches: list = []
+    while len(batches) < count:
+        batches.extend(SequentialSampler().batches(ids, batch_size, T, np.random.default_rng(len(batches))))
+    return batches[:count]
+
+
+# -- reference implementations written here ------------------------------------------------------
+def d2l_torch(torch, init: dict, V: int, B: int, device: str) -> Callable:
+    """The lesson's PyTorch scratch code: one-hot inputs, Python loop over steps, autograd,
+    ``grad_clipping``, hand SGD."""
+    F = torch.nn.functional
+    params = [torch.tensor(init[k], device=device, requires_grad=True) for k in ("W_xh", "W_hh", "b_h", "W_hq", "b_q")]
+    state = [torch.zeros((B, H), device=device)]
+
+    def rnn(inputs, H_):
+        W_xh, W_hh, b_h, W_hq, b_q = params
+        outputs = []
+        for X in inputs:
+            H_ = torch.tanh(torch.mm(X, W_xh) + torch.mm(H_, W_hh) + b_h)
+            outputs.append(torch.mm(H_, W_hq) + b_q)
+        return torch.cat(outputs, dim=0), H_
+
+    def step(X, Y):
+        X, Y = torch.as_tensor(X, device=device), torch.as_tensor(Y, device=device)
+        state[0] = state[0].detach()
+        y_hat, state[0] = rnn(F.one_hot(X.T, V).float(), state[0])
+        loss = F.cross_entropy(y_hat, Y.T.reshape(-1)).mean()
+        loss.backward()
+        norm = torch.sqrt(sum(torch.sum(p.grad ** 2) for p in params))
+        if norm > THETA:
+            for p in params:
+                p.grad[:] *= THETA / norm
+        with torch.no_grad():
+            for p in params:
+                p -= LR * p.grad
+                p.grad.zero_()
+        loss.item()
+
+    return step
+
+
+class TorchRNNModel:
+    """``nn.RNN`` (tanh) + ``nn.Linear`` holding the same initial weights as the other rows."""
+
+    def __init__(self, torch, init: dict, V: int, device: str) -> None:
+        nn = torch.nn
+        self.torch, self.V = torch, V
+        self.rnn = nn.RNN(V, H, nonlinearity="tanh").to(device)
+        self.dense = nn.Linear(H, V).to(device)
+        with torch.no_grad():
+            self.rnn.weight_ih_l0.copy_(torch.from_numpy(init["W_xh"].T))
+            self.rnn.weight_hh_l0.copy_(torch.from_numpy(init["W_hh"].T))
+            self.rnn.bias_ih_l0.copy_(torch.from_numpy(init["b_h"]))
+            self.rnn.bias_hh_l0.zero_()
+            self.dense.weight.copy_(torch.from_numpy(init["W_hq"].T))
+            self.dense.bias.copy_(torch.from_numpy(init["b_q"]))
+        self.params = [*self.rnn.parameters(), *self.dense.parameters()]
+
+    def __call__(self, ids, state):
+        x = self.torch.nn.functional.one_hot(ids, self.V).float()
+        out, state = self.rnn(x, state)
+        return self.dense(out.reshape(-1, H)), state
+
+
+def nn_rnn_train(torch, init: dict, V: int, B: int, device: str) -> Callable:
+    """``nn.RNN`` + ``nn.Linear`` trained the usual way: cross-entropy, ``clip_grad_norm_``, ``optim.SGD``."""
+    model = TorchRNNModel(torch, init, V, device)
+    optimizer = torch.optim.SGD(model.params, lr=LR)
+    loss_fn = torch.nn.CrossEntropyLoss()
+    state = [torch.zeros((1, B, H), device=device)]
+
+    def step(X, Y):
+        X, Y = torch.as_tensor(X.T, device=device), torch.as_tensor(Y.T, device=device)
+        y_hat, h = model(X, state[0])
+        state[0] = h.detach()
+        loss = loss_fn(y_hat, Y.reshape(-1))
+        optimizer.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.params, THETA)
+        optimizer.step()
+        loss.item()
+
+    return step
+
+
+def nn_rnn_generate(torch, init: dict, V: int, device: str, prefix: list[int], length: int,
+                    no_grad: bool = True) -> Callable:
+    """Greedy generation calling ``nn.RNN`` + ``nn.Linear`` once per character, as d2l's
+    ``predict_ch8`` does (which leaves autograd on; ``no_grad`` turns it off, the faster way)."""
+    model = TorchRNNModel(torch, init, V, device)
+
+    def generate():
+        state = torch.zeros((1, 1, H), device=device)
+        for token in prefix:
+            y_hat, state = model(torch.tensor([[token]], device=device), state)
+        out = []
+        for _ in range(length):
+            token = int(y_hat.argmax(dim=1).reshape(1))
+            out.append(token)
+            y_hat, state = model(torch.tensor([[token]], device=device), state)
+        return out
+
+    if no_grad:
+        return torch.no_grad()(generate)
+    return generate
+
+
+# -- seqkit rows (the engine's inner loop) ------------------------------------------------------
+def seqkit_train(network, params, clipper) -> Callable:
+    """What `seqkit.engine.fit` does per minibatch: loss and gradients, clipping, SGD, carried state."""
+    backend = network.backend
+    state = [None]
+
+    def step(X, Y):
+        if state[0] is None:
+            state[0] = network.init_state(X.shape[0])
+        _, grads, state[0] = network.loss_and_grad(params, X, Y, state[0])
+        grads, _, _ = clipper.clip(backend, grads)
+        backend.sgd_update(params, grads, LR)
+
+    return step
+
+
+def seqkit_generate(network, params, prefix, length: int) -> Callable:
+    import numpy as np
+
+    from seqkit.engine import predict
+    from seqkit_decoders.sampling import GreedyDecoder
+
+    return lambda: predict(network, params, prefix, length, GreedyDecoder(), np.random.default_rng(SEED))
+
+
+# -- the matmul-only ceiling ----------------------------------------------------------------------
+def matmul_ceiling(torch, V: int, B: int, device: str) -> Callable:
+    """The products one minibatch of any BPTT implementation needs, into preallocated outputs."""
+    g = torch.Generator(device="cpu").manual_seed(SEED)
+
+    def rand(*shape):
+        return torch.randn(*shape, generator=g).to(device)
+
+    N = T * B
+    h, W, WT = rand(B, H), rand(H, H), rand(H, H)
+    hidden, dpre, dlogits, W_hq = rand(N, H), rand(N, H), rand(N, V), rand(H, V)
+    onehot_T = rand(V, N)
+    step_out, w_out, x_out, q_out, l_out, d_out = (
+        torch.empty(B, H, device=device), torch.empty(H, H, device=device), torch.empty(V, H, device=device),
+        torch.empty(H, V, device=device), torch.empty(N, V, device=device), torch.empty(N, H, device=device))
+
+    def run():
+        for _ in range(T):
+            torch.mm(h, W, out=step_out)        # forward recurrence
+        torch.mm(hidden, W_hq, out=l_out)       # output layer
+        torch.mm(dlogits, W_hq.T, out=d_out)    # its input gradient
+        torch.mm(hidden.T, dlogits, out=q_out)  # dW_hq
+        for _ in range(T):
+            torch.mm(h, WT, out=step_out)       # backward recurrence
+        torch.mm(hidden.T, dpre, out=w_out)     # dW_hh
+        torch.mm(onehot_T, dpre, out=x_out)     # dW_xh (one-hot inputs)
+
+    return run
+
+
+# -- measuring ------------------------------------------------------------------------------------
+def measure_rounds(rows: list[tuple[Row, Callable[[], float]]], repeats: int) -> None:
+    """Interleave the repeats: round r times every row once, so load changes hit all rows."""
+    for _ in range(repeats):
+        for row, once in rows:
+            row.runs.append(once())
+
+
+def train_timer(step: Callable, batches: list, warmup: int, sync: Callable[[], None]) -> Callable[[], float]:
+    """A function returning tokens/s of ``step`` over ``batches[warmup:]`` (warm-up run on first call)."""
+    warm, timed = batches[:warmup], batches[warmup:]
+    tokens = sum(Y.size for _, Y in timed)
+    pending = [True]
+
+    def once() -> float:
+        if pending[0]:
+            for X, Y in warm:
+                step(X, Y)
+            pending[0] = False
+        sync()
+        start = time.perf_counter()
+        for X, Y in timed:
+            step(X, Y)
+        sync()
+        return tokens / (time.perf_counter() - start)
+
+    return once
+
+
+def rate_timer(work: Callable, units: int, sync: Callable[[], None], calls: int = 1) -> Callable[[], float]:
+    pending = [True]
+
+    def once() -> float:
+        if pending[0]:
+            work()
+            pending[0] = False
+        sync()
+        start = time.perf_counter()
+        for _ in range(calls):
+            work()
+        sync()
+        return units * calls / (time.perf_counter() - start)
+
+    return once
+
+
+def torch_rows(args: argparse.Namespace, batch_size: int, ids, vocab) -> list[Row]:
+    import numpy as np
+    import torch
+
+    from seqkit.api import make_network
+    from seqkit.network import ModelSpec
+    from seqkit.plugins import get_registry
+    from seqkit_torch.fused import FusedRNN
+    from seqkit_torch.module import ModuleRNN
+
+    registry = get_registry()
+    device = "cuda" if args.device == "cuda" else "cpu"
+    V = len(vocab)
+    spec = ModelSpec(registry.create("cell", "rnn-tanh"), V, H)
+    init = {k: v.astype(np.float32) for k, v in spec.init_params(np.random.default_rng(SEED)).items()}
+    clipper = registry.create("clipper", "norm", clip_theta=THETA)
+    quick = args.quick
+    count = args.minibatches or (3 if quick else (20 if batch_size <= 64 else 10))
+    warmup = 1 if quick else 3
+    batches = minibatches(ids, batch_size, warmup + count)
+    torch_sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    prefix = vocab.encode(list(PREFIX))
+    length = 100 if quick else GENERATE_CHARS
+
+    def backend_for(name: str):
+        return registry.create("backend", name, device=device if name == "torch" else "cpu", dtype="float32")
+
+    def seqkit_network(name: str, impl: str):
+        backend = backend_for(name)
+        if impl == "bptt":
+            network = FusedRNN(backend, spec)
+        elif impl == "nn.RNN":
+            network = ModuleRNN(backend, spec)
+        else:
+            network = make_network(backend, spec, impl)
+        return network, {k: backend.asarray(v) for k, v in init.items()}
+
+    train: list[tuple[str, Callable]] = [
+        ("torch d2l-style scratch (reference)", lambda: d2l_torch(torch, init, V, batch_size, device)),
+        (BASELINE_TRAIN, lambda: nn_rnn_train(torch, init, V, batch_size, device)),
+        ("seqkit torch scratch", lambda: seqkit_train(*seqkit_network("torch", "scratch"), clipper)),
+        ("seqkit torch fused", lambda: seqkit_train(*seqkit_network("torch", "fused"), clipper)),
+    ]
+    fused_alternative = "nn.RNN" if device == "cpu" else "bptt"
+    train.append((f"seqkit torch fused, {fused_alternative} variant",
+                  lambda: seqkit_train(*seqkit_network("torch", fused_alternative), clipper)))
+    if device == "cpu":
+        train += [
+            ("seqkit numpy scratch", lambda: seqkit_train(*seqkit_network("numpy", "scratch"), clipper)),
+            ("seqkit numpy fused", lambda: seqkit_train(*seqkit_network("numpy", "fused"), clipper)),
+        ]
+    rows: list[tuple[Row, Callable[[], float]]] = []
+    for name, make in train:
+        slow = "numpy scratch" in name
+        row_batches = batches[: warmup + max(2, count // 4)] if slow else batches
+        sync = torch_sync if name.startswith(("torch", "seqkit torch")) else (lambda: None)
+        rows.append((Row(name, "train", batch_size), train_timer(make(), row_batches, warmup, sync)))
+    rows.append((Row("matmul-only ceiling", "ceiling", batch_size),
+                 rate_timer(matmul_ceiling(torch, V, batch_size, device), T * batch_size, torch_sync, calls=count)))
+
+    generate = [(BASELINE_GENERATE, nn_rnn_generate(torch, init, V, device, list(prefix), length), torch_sync),
+                (D2L_GENERATE, nn_rnn_generate(torch, init, V, device, list(prefix), length, False), torch_sync),
+                ("seqkit torch fused", seqkit_generate(*seqkit_network("torch", "fused"), prefix, length), torch_sync)]
+    if device == "cpu":
+        generate.append(("seqkit numpy fused", seqkit_generate(*seqkit_network("numpy", "fused"), prefix, length),
+                         lambda: None))
+    if batch_size == args.batch_sizes[0]:
+        for name, work, sync in generate:
+            rows.append((Row(name, "generate", 1), rate_timer(work, length, sync)))
+    measure_rounds(rows, args.repeats)
+    return [row for row, _ in rows]
+
+
+def mxnet_rows(args: argparse.Namespace, batch_size: int) -> list[Row]:
+    """Rows from ``bench_mxnet.py`` run in its own process (empty if MXNet or the script is absent)."""
+    import importlib.util
+
+    script = HERE / "bench_mxnet.py"
+    if args.no_mxnet or args.device != "cpu" or not script.exists() or importlib.util.find_spec("mxnet") is None:
+        return []
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "mxnet.json"
+        cmd = [sys.executable, str(script), "--json", str(out), "--threads", str(args.threads),
+               "--repeats", str(args.repeats), "--batch-size", str(batch_size)] + (["--quick"] if args.quick else [])
+        env = dict(os.environ, **({"SEQKIT_DATA": args.data_dir} if args.data_dir else {}))
+        done = subprocess.run(cmd, capture_output=True, text=True, env=env)
+        if done.returncode != 0 or not out.exists():
+            tail = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
+            print(f"MXNet rows skipped: bench_mxnet.py failed ({tail[0]})", file=sys.stderr)
+            return []
+        data = json.loads(out.read_text())
+    return [Row(r["name"], r["kind"], 1 if r["kind"] == "generate" else batch_size, list(r["runs"]),
+                source="bench_mxnet.py (subprocess)") for r in data["rows"]]
+
+
+# -- the table ------------------------------------------------------------------------------------
+def ratios(rows: list[Row]) -> dict[int, float | None]:
+    """Each row's value over the ``nn.RNN`` row of its kind and batch size."""
+    base: dict[tuple[str, int], float] = {}
+    for row in rows:
+        if row.name in (BASELINE_TRAIN, BASELINE_GENERATE):
+            base[(row.kind, row.batch_size)] = row.value
+    out = {}
+    for i, row in enumerate(rows):
+        kind = "train" if row.kind == "ceiling" else row.kind
+        ref = base.get((kind, row.batch_size))
+        out[i] = row.value / ref if ref else None
+    return out
+
+
+def summary(rows: list[Row]) -> list[dict]:
+    """Per training batch size: the best seqkit path against nn.RNN and the ceiling."""
+    result = []
+    for batch in sorted({r.batch_size for r in rows if r.kind == "train"}):
+        group = [r for r in rows if r.batch_size == batch]
+        seqkit = [r for r in group if r.kind == "train" and r.name.startswith("seqkit")]
+        base = next((r for r in group if r.name == BASELINE_TRAIN), None)
+        ceiling = next((r for r in group if r.kind == "ceiling"), None)
+        if not seqkit or base is None or ceiling is None:
+            continue
+        best = max(seqkit, key=lambda r: r.value)
+        result.append({"batch_size": batch, "best_seqkit": best.name, "best_over_nn_rnn": best.value / base.value,
+                       "best_over_ceiling": best.value / ceiling.value,
+                       "nn_rnn_over_ceiling": base.value / ceiling.value})
+    gen = [r for r in rows if r.kind == "generate"]
+    base = next((r for r in gen if r.name == BASELINE_GENERATE), None)
+    d2l = next((r for r in gen if r.name == D2L_GENERATE), None)
+    seqkit = [r for r in gen if r.name.startswith("seqkit")]
+    if base and seqkit:
+        best = max(seqkit, key=lambda r: r.value)
+        result.append({"generation_best": best.name, "generation_over_nn_rnn": best.value / base.value,
+                       "generation_over_d2l_predict": best.value / d2l.value if d2l else None})
+    return result
+
+
+def meta(args: argparse.Namespace) -> dict:
+    import numpy as np
+    import torch
+
+    device = "cpu"
+    if args.device == "cuda":
+        device = torch.cuda.get_device_name(0)
+    return {
+        "threads": args.threads, "torch_threads": torch.get_num_threads(), "device": args.device,
+        "device_name": device, "cpu": _cpu_name(), "python": platform.python_version(),
+        "torch": torch.__version__, "numpy": np.__version__, "repeats": args.repeats, "quick": args.quick,
+        "workload": f"timemachine one-hot, T={T}, H={H}, tanh, clip {THETA}, SGD lr {LR}, float32",
+        "env": {k: os.environ.get(k) for k in (*THREAD_VARS, "OPENBLAS_CORETYPE")},
+        "load_before": getattr(args, "load_before", None), "load_after": _load(),
+    }
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _load() -> float | None:
+    """The 1-minute load average (other processes on the machine make every figure noisy)."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (AttributeError, OSError):
+        return None
+
+
+def print_table(rows: list[Row], info: dict, notes: list[dict]) -> None:
+    rel = ratios(rows)
+    quick = " (QUICK: not a figure)" if info["quick"] else ""
+    print(f"seqkit benchmark: {info['workload']}; device {info['device_name']} ({info['cpu']}); "
+          f"threads {info['threads']} (torch {info['torch_threads']}); median of {info['repeats']}{quick}")
+    print(f"torch {info['torch']}, numpy {info['numpy']}, python {info['python']}; env "
+          + ", ".join(f"{k}={v}" for k, v in info["env"].items() if v is not None)
+          + f"; load average {info['load_before']} before, {info['load_after']} after")
+    header = f"{'row':<48} {'kind':<8} {'B':>5} {'median':>12} {'unit':<8} {'x nn.RNN':>8}  runs"
+    print(header)
+    print("-" * len(header))
+    for i, row in enumerate(rows):
+        unit = "chars/s" if row.kind == "generate" else "tok/s"
+        ratio = f"{rel[i]:.2f}" if rel[i] is not None else "-"
+        runs = ", ".join(f"{r:,.0f}" for r in row.runs)
+        print(f"{row.name:<48} {row.kind:<8} {row.batch_size:>5} {row.value:>12,.0f} {unit:<8} {ratio:>8}  [{runs}]")
+    for note in notes:
+        if "batch_size" in note:
+            print(f"B={note['batch_size']}: best seqkit path ({note['best_seqkit']}) = "
+                  f"{note['best_over_nn_rnn']:.2f}x nn.RNN, {note['best_over_ceiling']:.2f} of the matmul-only "
+                  f"ceiling (nn.RNN: {note['nn_rnn_over_ceiling']:.2f} of it)")
+        else:
+            d2l = note["generation_over_d2l_predict"]
+            print(f"generation: best seqkit path ({note['generation_best']}) = "
+                  f"{note['generation_over_nn_rnn']:.2f}x stepping nn.RNN under no_grad"
+                  + (f", {d2l:.2f}x d2l's predict_ch8" if d2l else ""))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    args.load_before = _load()
+    set_threads(args.threads)
+    import torch  # noqa: E402  (after the thread variables)
+
+    torch.set_num_threads(args.threads)
+    if args.device == "cuda" and not torch.cuda.is_available():
+        print("error: --device cuda but torch sees no CUDA device", file=sys.stderr)
+        return 2
+    ids, vocab = load_corpus(args.data_dir)
+    rows: list[Row] = []
+    for batch_size in args.batch_sizes:
+        rows += torch_rows(args, batch_size, ids, vocab)
+    for batch_size in args.batch_sizes:  # after every torch row: MXNet's runtime stays out of this process
+        rows += mxnet_rows(args, batch_size)
+    info, notes = meta(args), summary(rows)
+    print_table(rows, info, notes)
+    if args.json:
+        rel = ratios(rows)
+        table = [{"name": r.name, "kind": r.kind, "batch_size": r.batch_size, "value": r.value, "runs": r.runs,
+                  "unit": "chars/s" if r.kind == "generate" else "tokens/s", "ratio_to_nn_rnn": rel[i],
+                  "source": r.source} for i, r in enumerate(rows)]
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({"meta": info, "rows": table, "summary": notes}, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,171 @@
+"""The torch backend: the op surface on torch tensors, differentiated by torch autograd."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from seqkit.backend import Array, Backend, LossFn, Params
+from seqkit.errors import ConfigError
+from seqkit_torch.devices import oom_to_advice, resolve_device
+
+if TYPE_CHECKING:
+    from seqkit.network import ModelSpec, Network
+
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+FUSED_CELLS = ("rnn-relu", "rnn-tanh")
+
+
+def _detach_tree(tree: Any) -> Any:
+    if isinstance(tree, torch.Tensor):
+        return tree.detach()
+    if isinstance(tree, tuple):
+        return tuple(_detach_tree(x) for x in tree)
+    if isinstance(tree, list):
+        return [_detach_tree(x) for x in tree]
+    if isinstance(tree, dict):
+        return {k: _detach_tree(v) for k, v in tree.items()}
+    return tree
+
+
+class TorchBackend(Backend):
+    """PyTorch on the CPU or a CUDA device.
+
+    Any cell runs through torch autograd (``--impl scratch``). The built-in RNN cells also have a
+    fused network: a hand-batched BPTT in torch ops on the CPU (`seqkit_torch.fused.FusedRNN`)
+    and ``torch.nn.RNN`` (cuDNN) on CUDA (`seqkit_torch.module.ModuleRNN`); both give the scratch
+    path's numbers. torch's thread settings are left as the caller set them.
+    """
+
+    name = "torch"
+    description = "PyTorch on CPU or CUDA; autograd for any cell, fused BPTT / cuDNN for rnn-tanh/rnn-relu"
+
+    def __init__(self, device: str = "auto", dtype: str = "float32") -> None:
+        if dtype not in DTYPES:
+            raise ConfigError(f"dtype {dtype!r} is not supported; use one of: {', '.join(DTYPES)}")
+        super().__init__(device=resolve_device(device), dtype=dtype)
+        self.torch_device = torch.device(self.device)
+        self.torch_dtype = DTYPES[dtype]
+        self.is_cuda = self.torch_device.type == "cuda"
+
+    # -- conversion -------------------------------------------------------------------------
+    @oom_to_advice
+    def asarray(self, array: np.ndarray) -> torch.Tensor:
+        if isinstance(array, torch.Tensor):
+            array = array.detach().cpu().numpy()
+        array = np.asarray(array)
+        dtype = torch.int64 if array.dtype.kind in "iub" else self.torch_dtype
+        return torch.tensor(array, dtype=dtype, device=self.torch_device)
+
+    def to_numpy(self, x: Array) -> np.ndarray:
+        if not isinstance(x, torch.Tensor):
+            return np.array(x)
+        x = x.detach()
+        if x.device.type == "cpu":
+            return x.numpy().copy()
+        return x.cpu().numpy()
+
+    # -- op surface -------------------------------------------------------------------------
+    @oom_to_advice
+    def matmul(self, a: Array, b: Array) -> Array:
+        return torch.matmul(a, b)
+
+    def add(self, a: Array, b: Array) -> Array:
+        return a + b
+
+    def multiply(self, a: Array, b: Array) -> Array:
+        return a * b
+
+    def subtract(self, a: Array, b: Array) -> Array:
+        return a - b
+
+    def tanh(self, x: Array) -> Array:
+        return torch.tanh(x)
+
+    def relu(self, x: Array) -> Array:
+        return torch.relu(x)
+
+    def sigmoid(self, x: Array) -> Array:
+        return torch.sigmoid(x)
+
+    @oom_to_advice
+    def zeros(self, shape: Sequence[int]) -> torch.Tensor:
+        return torch.zeros(tuple(shape), dtype=self.torch_dtype, device=self.torch_device)
+
+    def _index(self, ids: Array) -> torch.Tensor:
+        if isinstance(ids, torch.Tensor):
+            return ids.long()
+        return torch.as_tensor(np.asarray(ids), dtype=torch.int64, device=self.torch_device)
+
+    @oom_to_advice
+    def one_hot(self, ids: Array, depth: int) -> torch.Tensor:
+        return F.one_hot(self._index(ids), depth).to(self.torch_dtype)
+
+    @oom_to_advice
+    def take(self, table: Array, ids: Array) -> Array:
+        return F.embedding(self._index(ids), table)
+
+    @oom_to_advice
+    def concatenate(self, arrays: Sequence[Array], axis: int = 0) -> Array:
+        return torch.cat(list(arrays), dim=axis)
+
+    def reshape(self, x: Array, shape: Sequence[int]) -> Array:
+        return torch.reshape(x, tuple(shape))
+
+    @oom_to_advice
+    def cross_entropy(self, logits: Array, targets: Array) -> Array:
+        return F.cross_entropy(logits, self._index(targets))
+
+    # -- autodiff and state -----------------------------------------------------------------
+    @oom_to_advice
+    def value_and_grad(self, fn: LossFn, params: Params) -> tuple[float, Params, Any]:
+        names = list(params)
+        leaves = {k: params[k].detach().requires_grad_(True) for k in names}
+        with torch.enable_grad():
+            loss, aux = fn(leaves)
+            found = torch.autograd.grad(loss, [leaves[k] for k in names], allow_unused=True)
+        grads = {k: torch.zeros_like(params[k]) if g is None else g for k, g in zip(names, found)}
+        return float(loss.detach()), grads, _detach_tree(aux)
+
+    def detach(self, x: Array) -> Array:
+        return x.detach()
+
+    # -- updates ----------------------------------------------------------------------------
+    def sgd_update(self, params: Params, grads: Params, lr: float) -> None:
+        with torch.no_grad():
+            for name, grad in grads.items():
+                params[name].sub_(grad, alpha=lr)
+
+    def global_norm(self, grads: Params) -> float:
+        with torch.no_grad():
+            norms = [torch.linalg.vector_norm(g) for g in grads.values()]
+            return float(torch.linalg.vector_norm(torch.stack(norms)))
+
+    def scale(self, grads: Params, factor: float) -> Params:
+        with torch.no_grad():
+            for grad in grads.values():
+                grad.mul_(factor)
+        return grads
+
+    def synchronize(self) -> None:
+        if self.is_cuda:
+            torch.cuda.synchronize(self.torch_device)
+
+    # -- fused path -------------------------------------------------------------------------
+    def fused_cells(self) -> tuple[str, ...]:
+        return FUSED_CELLS
+
+    def fused_network(self, spec: "ModelSpec") -> "Network | None":
+        """CPU: the hand-batched BPTT; CUDA: ``nn.RNN`` (cuDNN) with the same numbers."""
+        if spec.cell.name not in FUSED_CELLS:
+            return None
+        if self.is_cuda:
+            from seqkit_torch.module import ModuleRNN
+
+            return ModuleRNN(self, spec)
+        from seqkit_torch.fused import FusedRNN
+
+        return FusedRNN(self, spec)
