@@ -205,14 +205,13 @@ def predict(
     rng: np.random.Generator,
 ) -> list[int]:
     """Warm the state up over the prefix, then decode ``length`` tokens one at a time."""
-    state = network.init_state(1)
-    logits = None
-    for token in prefix_ids:
-        logits, state = network.step(params, np.array([token], dtype=np.int64), state)
     generated: list[int] = []
-    for i in range(length):
-        token = decoder.choose(logits[0], rng)
-        generated.append(token)
-        if i + 1 < length:
-            logits, state = network.step(params, np.array([token], dtype=np.int64), state)
+    with network.decoding(params, network.init_state(1)) as feed:
+        for token in prefix_ids:
+            logits = feed(int(token))
+        for i in range(length):
+            token = decoder.choose(logits, rng)
+            generated.append(token)
+            if i + 1 < length:
+                logits = feed(token)
     return generated

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -93,6 +94,19 @@ class Network(ABC):
     def step(self, params: Params, ids: np.ndarray, state: tuple) -> tuple[np.ndarray, tuple]:
         """Feed one token per sequence (``ids`` of shape (batch,)); return NumPy logits (batch, V)
         and the new state."""
+
+    @contextmanager
+    def decoding(self, params: Params, state: tuple) -> Iterator[Callable[[int], np.ndarray]]:
+        """Context for generation: yields a function feeding one token of a single sequence and
+        returning its NumPy logits (V,), keeping the state inside. ``params`` must not change
+        inside the context. The default calls `step`; fused networks precompute what they can."""
+        current = [state]
+
+        def feed(token: int) -> np.ndarray:
+            logits, current[0] = self.step(params, np.array([token], dtype=np.int64), current[0])
+            return logits[0]
+
+        yield feed
 
 
 class GenericNetwork(Network):

@@ -280,3 +280,21 @@ def test_gradients_match_finite_differences(impl, cell, embedding_dim):
             value.flat[i] = orig
             numeric = (up - down) / (2 * eps)
             assert flat_grad[i] == pytest.approx(numeric, rel=1e-5, abs=1e-8), (name, i)
+
+
+@pytest.mark.parametrize("cell", sorted(CELLS))
+@pytest.mark.parametrize("embedding_dim", [0, E])
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_fused_decoding_matches_step_by_step(dtype, cell, embedding_dim):
+    backend, spec, params, X, _, state = make(dtype, cell, embedding_dim, scale=50)
+    fused = FusedRNN(backend, spec)
+    single = (state[0][:1],)
+    expected, current = [], single
+    for token in X[0]:
+        logits, current = GenericNetwork(backend, spec).step(params, np.array([token]), current)
+        expected.append(logits[0])
+    with fused.decoding(params, single) as feed:
+        got = [feed(int(token)) for token in X[0]]
+    for g, e in zip(got, expected):
+        assert g.dtype == np.dtype(dtype)
+        assert_close(g, e, TOL[dtype])
