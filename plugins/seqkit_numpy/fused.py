@@ -191,24 +191,25 @@ class FusedRNN(Network):
 
     @contextmanager
     def decoding(self, params: Params, state: tuple) -> Iterator[Callable[[int], np.ndarray]]:
-        """Generation: every token's input projection precomputed, then one vector-matrix product
-        for the recurrence and one for the output layer per token, on one BLAS thread (batch-1
-        products are latency-bound; extra threads only add synchronisation)."""
-        W_hh, W_hq, b_q = params["W_hh"], params["W_hq"], params["b_q"]
+        """Generation: every token's input projection precomputed, and one vector-matrix product
+        per token, ``h @ [W_hh | W_hq]``, giving this token's logits and the next step's recurrent
+        term at once; on one BLAS thread (batch-1 products are latency-bound)."""
+        H = self.spec.hidden_size
         if self.spec.embedding_dim:
             inputs = params[EMBED_PARAM] @ params["W_xh"] + params["b_h"]
         else:
             inputs = params["W_xh"] + params["b_h"]
-        h = np.array(state[0][0], dtype=W_hh.dtype)
-        pre = np.empty_like(h)
+        joint = np.concatenate([params["W_hh"], params["W_hq"]], axis=1)
+        b_q = params["b_q"]
+        h = np.array(state[0][0], dtype=joint.dtype)
+        out = h @ joint
 
         def feed(token: int) -> np.ndarray:
-            np.dot(h, W_hh, out=pre)
-            np.add(pre, inputs[token], out=pre)
-            self._activate(pre, h)
-            logits = h @ W_hq
-            logits += b_q
-            return logits
+            pre = out[:H]
+            np.add(pre, inputs[token], out=h)
+            self._activate(h, h)
+            np.dot(h, joint, out=out)
+            return out[H:] + b_q
 
         with _threadpools().limit(limits=1, user_api="blas"):
             yield feed
