@@ -93,93 +93,113 @@ def fit(
     gets the state after every minibatch and may raise `KeyboardInterrupt` to stop; on any
     `KeyboardInterrupt` ``on_interrupt`` gets the newest consistent state (none when the interrupt
     hit a parameter update) before the exception propagates."""
-    backend = network.backend
-    history: list[dict] = []
-    started = time.perf_counter()
+    loop = _Loop(network, params, train_ids, sampler, clipper, settings, rng, on_step)
     resume = resume or FitState(epoch=start_epoch - 1)
     if resume.sampler_rng is not None:
         rng.bit_generator.state = resume.sampler_rng
-    last, updating = resume, False
-    carry = sampler.carries_state and settings.detach
+    loop.last = resume
+    history: list[dict] = []
+    started = time.perf_counter()
     try:
         for epoch in range(resume.epoch + 1, settings.epochs + 1):
-            lr = settings.lr_at(epoch)
             part = resume if resume.position and epoch == resume.epoch + 1 else \
                 FitState(epoch - 1, sampler_rng=rng.bit_generator.state)
-            epoch_start = time.perf_counter() - part.train_time
-            loss_sum, norm_sum, tokens, steps, clipped = part.loss_sum, part.norm_sum, part.tokens, 0, part.clipped
-            carried = part.carried if carry else None
-            earlier_x: list[np.ndarray] = []
-            earlier_y: list[np.ndarray] = []
-            batches = sampler.batches(train_ids, settings.batch_size, settings.num_steps, rng)
-            for X, Y in batches:
-                if steps < part.position:  # done before the checkpoint: replay the sampler only
-                    steps += 1
-                    if sampler.carries_state and not settings.detach:
-                        earlier_x.append(X)
-                        earlier_y.append(Y)
-                    continue
-                loss_from = 0
-                if sampler.carries_state and not settings.detach:
-                    # No detaching: the gradient flows through every earlier minibatch of the epoch, so
-                    # each one is rerun from the epoch's start and only its own steps are scored.
-                    loss_from = sum(x.shape[1] for x in earlier_x)
-                    earlier_x.append(X)
-                    earlier_y.append(Y)
-                    X, Y = np.concatenate(earlier_x, axis=1), np.concatenate(earlier_y, axis=1)
-                    state = network.init_state(X.shape[0])
-                elif sampler.carries_state and carried is not None:
-                    state = carried
-                else:
-                    state = network.init_state(X.shape[0])
-                loss, grads, carried = network.loss_and_grad(params, X, Y, state, loss_from)
-                if not math.isfinite(loss) or loss > MAX_LOSS:
-                    raise DivergedError(
-                        f"loss became {loss} at epoch {epoch}, minibatch {steps + 1} (lr {lr:g}): lower --lr, "
-                        "clip harder with --clipper norm and a smaller --clip-theta, or reduce --hidden")
-                grads, norm, was_clipped = clipper.clip(backend, grads)
-                updating = True
-                backend.sgd_update(params, grads, lr)
-                n = Y.shape[0] * (Y.shape[1] - loss_from)
-                loss_sum += loss * n
-                tokens += n
-                norm_sum += norm
-                clipped += was_clipped
-                steps += 1
-                last = FitState(epoch - 1, steps, part.sampler_rng, carried if carry else None, loss_sum, norm_sum,
-                                tokens, clipped, time.perf_counter() - epoch_start)
-                updating = False
-                if on_step is not None:
-                    on_step(last)
-            if steps < part.position:
-                raise DataError(f"the sampler gave {steps} minibatches in epoch {epoch}, fewer than the "
-                                f"{part.position} the checkpoint had done: the training data changed")
-            backend.synchronize()
-            train_time = time.perf_counter() - epoch_start
-            row = {
-                "epoch": epoch,
-                "train_ppl": perplexity(loss_sum / tokens),
-                "val_ppl": None,
-                "val_bpc": None,
-                "lr": lr,
-                "grad_norm": norm_sum / steps,
-                "clipped_fraction": clipped / steps,
-                "tokens_per_s": tokens / train_time if train_time > 0 else None,
-                "elapsed_s": None,
-            }
+            done = loop.run_epoch(epoch, part)
+            row = _metrics_row(epoch, settings.lr_at(epoch), done)
             if val_ids is not None and len(val_ids) > 1:
                 result = evaluate(network, params, val_ids, settings.batch_size, settings.num_steps)
                 row["val_ppl"], row["val_bpc"] = result["ppl"], result["bits_per_token"]
             row["elapsed_s"] = time.perf_counter() - started
             history.append(row)
-            last = FitState(epoch, sampler_rng=rng.bit_generator.state)
+            loop.last = FitState(epoch, sampler_rng=rng.bit_generator.state)
             if on_epoch is not None:
                 on_epoch(row)
     except KeyboardInterrupt:
-        if on_interrupt is not None and not updating:
-            on_interrupt(last)
+        if on_interrupt is not None and not loop.updating:
+            on_interrupt(loop.last)
         raise
     return history
+
+
+class _Loop:
+    """One epoch of minibatches: state policy, loss and gradients, clipping, SGD, running sums."""
+
+    def __init__(self, network: Network, params: Params, train_ids: np.ndarray, sampler: Sampler,
+                 clipper: Clipper, settings: TrainSettings, rng: np.random.Generator,
+                 on_step: StepCallback | None) -> None:
+        self.network, self.params, self.train_ids = network, params, train_ids
+        self.sampler, self.clipper, self.settings, self.rng = sampler, clipper, settings, rng
+        self.on_step = on_step
+        self.carry = sampler.carries_state and settings.detach
+        self.whole_epoch_graph = sampler.carries_state and not settings.detach
+        self.last = FitState()
+        self.updating = False
+
+    def run_epoch(self, epoch: int, part: FitState) -> FitState:
+        """Train one epoch, continuing ``part`` (its first ``position`` minibatches are replayed
+        from the sampler but not trained); return the finished epoch's sums."""
+        settings, backend = self.settings, self.network.backend
+        lr = settings.lr_at(epoch)
+        epoch_start = time.perf_counter() - part.train_time
+        sums = FitState(epoch - 1, 0, part.sampler_rng, part.carried if self.carry else None,
+                        part.loss_sum, part.norm_sum, part.tokens, part.clipped)
+        earlier: list[tuple[np.ndarray, np.ndarray]] = []
+        for X, Y in self.sampler.batches(self.train_ids, settings.batch_size, settings.num_steps, self.rng):
+            if self.whole_epoch_graph:
+                earlier.append((X, Y))
+            if sums.position < part.position:  # done before the checkpoint
+                sums.position += 1
+                continue
+            X, Y, state, loss_from = self._inputs(X, Y, sums.carried, earlier)
+            loss, grads, final = self.network.loss_and_grad(self.params, X, Y, state, loss_from)
+            if not math.isfinite(loss) or loss > MAX_LOSS:
+                raise DivergedError(
+                    f"loss became {loss} at epoch {epoch}, minibatch {sums.position + 1} (lr {lr:g}): lower --lr, "
+                    "clip harder with --clipper norm and a smaller --clip-theta, or reduce --hidden")
+            grads, norm, was_clipped = self.clipper.clip(backend, grads)
+            self.updating = True
+            backend.sgd_update(self.params, grads, lr)
+            n = Y.shape[0] * (Y.shape[1] - loss_from)
+            sums = FitState(epoch - 1, sums.position + 1, part.sampler_rng, final if self.carry else None,
+                            sums.loss_sum + loss * n, sums.norm_sum + norm, sums.tokens + n,
+                            sums.clipped + was_clipped, time.perf_counter() - epoch_start)
+            self.last, self.updating = sums, False
+            if self.on_step is not None:
+                self.on_step(sums)
+        if sums.position < part.position:
+            raise DataError(f"the sampler gave {sums.position} minibatches in epoch {epoch}, fewer than the "
+                            f"{part.position} the checkpoint had done: the training data changed")
+        backend.synchronize()
+        sums.train_time = time.perf_counter() - epoch_start
+        return sums
+
+    def _inputs(self, X: np.ndarray, Y: np.ndarray, carried: tuple | None,
+                earlier: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray, tuple, int]:
+        """The minibatch as the network sees it: (X, Y, initial state, first scored step)."""
+        if self.whole_epoch_graph:
+            # No detaching: the gradient flows through every earlier minibatch of the epoch, so
+            # each one is rerun from the epoch's start and only its own steps are scored.
+            loss_from = sum(x.shape[1] for x, _ in earlier[:-1])
+            X = np.concatenate([x for x, _ in earlier], axis=1)
+            Y = np.concatenate([y for _, y in earlier], axis=1)
+            return X, Y, self.network.init_state(X.shape[0]), loss_from
+        if self.carry and carried is not None:
+            return X, Y, carried, 0
+        return X, Y, self.network.init_state(X.shape[0]), 0
+
+
+def _metrics_row(epoch: int, lr: float, done: FitState) -> dict:
+    return {
+        "epoch": epoch,
+        "train_ppl": perplexity(done.loss_sum / done.tokens),
+        "val_ppl": None,
+        "val_bpc": None,
+        "lr": lr,
+        "grad_norm": done.norm_sum / done.position,
+        "clipped_fraction": done.clipped / done.position,
+        "tokens_per_s": done.tokens / done.train_time if done.train_time > 0 else None,
+        "elapsed_s": None,
+    }
 
 
 def evaluate(network: Network, params: Params, ids: np.ndarray, batch_size: int, num_steps: int) -> dict:
