@@ -22,13 +22,10 @@ import time
 from pathlib import Path
 from typing import Callable
 
+from bench import load_corpus, minibatches, set_threads  # same folder; no framework imports
+
 H, T, LR, THETA, SEED = 512, 35, 1.0, 1.0, 0
 GENERATE_CHARS = 500
-
-
-def set_threads(threads: int) -> None:
-    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-        os.environ[var] = str(threads)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -39,28 +36,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--quick", action="store_true", help="few minibatches (a smoke test, not a figure)")
     return parser.parse_args(argv)
-
-
-def load_corpus():
-    """Token ids and vocabulary of The Time Machine, as `seqkit run --corpus timemachine` reads it."""
-    from seqkit.config import RunConfig
-    from seqkit.dataset import load_dataset
-    from seqkit.plugins import get_registry
-
-    data = load_dataset(RunConfig(corpus="timemachine"), get_registry())
-    return data.train_ids, data.vocab
-
-
-def minibatches(ids, batch_size: int, count: int) -> list:
-    """``count`` sequential (X, Y) minibatches, cycling over the corpus."""
-    import numpy as np
-
-    from seqkit_samplers.partition import SequentialSampler
-
-    batches: list = []
-    while len(batches) < count:
-        batches.extend(SequentialSampler().batches(ids, batch_size, T, np.random.default_rng(len(batches))))
-    return batches[:count]
 
 
 def timed(step: Callable[[object, object], None], batches: list, warmup: int, sync: Callable[[], None]) -> float:
@@ -178,7 +153,7 @@ def run_rows(args: argparse.Namespace) -> list[dict]:
     from seqkit_mxnet.backend import MxnetBackend, mx
 
     registry = get_registry()
-    ids, vocab = load_corpus()
+    ids, vocab = load_corpus(None)
     V, batch = len(vocab), args.batch_size
     warmup, count = (1, 4) if args.quick else (3, 20)
     batches = minibatches(ids, batch, warmup + count)
