@@ -5,6 +5,7 @@ from seqkit_cells.rnn import RNNRelu, RNNTanh
 
 
 @hookimpl
-def register_cells(register):
+def register_cells(register) -> None:
+    """Provide the ``rnn-tanh`` and ``rnn-relu`` cells."""
     register(RNNTanh)
     register(RNNRelu)

@@ -5,6 +5,7 @@ from seqkit_clippers.norm import NoClipper, NormClipper
 
 
 @hookimpl
-def register_clippers(register):
+def register_clippers(register) -> None:
+    """Provide the ``norm`` and ``none`` clippers."""
     register(NormClipper)
     register(NoClipper)

@@ -6,7 +6,8 @@ from seqkit_corpora.textfile import TextFile
 
 
 @hookimpl
-def register_corpora(register):
+def register_corpora(register) -> None:
+    """Provide the ``timemachine``, ``lyrics``, ``shakespeare`` and ``file`` corpora."""
     register(TimeMachine)
     register(Lyrics)
     register(Shakespeare)

@@ -5,7 +5,8 @@ from seqkit_decoders.sampling import AlphaDecoder, GreedyDecoder, TemperatureDec
 
 
 @hookimpl
-def register_decoders(register):
+def register_decoders(register) -> None:
+    """Provide the ``greedy``, ``temperature`` and ``alpha`` decoders."""
     register(GreedyDecoder)
     register(TemperatureDecoder)
     register(AlphaDecoder)

@@ -5,6 +5,7 @@ from seqkit import LazyComponent, hookimpl
 
 @hookimpl
 def register_backends(register) -> None:
+    """Provide the ``mxnet`` backend (imported on first use; needs mxnet and numpy < 2)."""
     register(LazyComponent(
         name="mxnet",
         target="seqkit_mxnet.backend:MxnetBackend",

@@ -5,6 +5,7 @@ from seqkit_samplers.partition import RandomSampler, SequentialSampler
 
 
 @hookimpl
-def register_samplers(register):
+def register_samplers(register) -> None:
+    """Provide the ``random`` and ``sequential`` samplers."""
     register(RandomSampler)
     register(SequentialSampler)

@@ -8,6 +8,7 @@ from seqkit import LazyComponent, hookimpl
 
 @hookimpl
 def register_backends(register) -> None:
+    """Provide the ``torch`` backend (imported on first use; needs torch)."""
     register(LazyComponent(
         name="torch",
         target="seqkit_torch.backend:TorchBackend",
