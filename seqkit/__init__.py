@@ -11,13 +11,15 @@ from seqkit.corpus import Corpus, CorpusOptions
 from seqkit.decoder import Decoder
 from seqkit.errors import SeqkitError
 from seqkit.hookspecs import hookimpl
+from seqkit.optimizer import Optimizer, OptimizerState
 from seqkit.plugins import LazyComponent
 from seqkit.sampler import Sampler
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "Backend", "Cell", "Clipper", "Corpus", "CorpusOptions", "Decoder", "LazyComponent",
+    "Backend", "Cell", "Clipper", "Corpus", "CorpusOptions", "Decoder", "LazyComponent", "Optimizer",
+    "OptimizerState",
     "ParamSpec", "Sampler", "SeqkitError", "hookimpl", "load", "train", "__version__",
 ]
 

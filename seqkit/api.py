@@ -23,6 +23,7 @@ from seqkit.dataset import Dataset, corpus_options, load_dataset
 from seqkit.engine import FitState, TrainSettings, evaluate, fit, predict
 from seqkit.errors import ConfigError, DataError, DivergedError
 from seqkit.network import GenericNetwork, ModelSpec, Network
+from seqkit.optimizer import OptimizerState
 from seqkit.output import append_jsonl, default_out_dir, prepare_out_dir, write_json_atomic
 from seqkit.plugins import Registry, get_registry
 from seqkit.vocab import Vocab, detokenize, tokenize
@@ -66,6 +67,7 @@ class Run:
         self.default_prefix = default_prefix
         self._registry = registry or get_registry()
         self.fit_state: FitState | None = None  # where training stands (for checkpoints)
+        self.opt_state = OptimizerState()  # the optimizer's slots and update count
         self.rng_states: dict[str, dict] = {}  # saved NumPy generator states: "init", "decoder"
         self.data_info: dict | None = None  # token counts and hash of the training text
 
@@ -172,6 +174,7 @@ def train(
     cell = registry.create("cell", config.cell)
     sampler = registry.create("sampler", config.sampler)
     clipper = registry.create("clipper", config.clipper, clip_theta=config.clip_theta)
+    optimizer = registry.create("optimizer", config.optimizer, beta1=config.beta1, beta2=config.beta2, eps=config.eps)
     registry.create("decoder", config.decoder, temperature=config.temperature, alpha=config.alpha)
     out_dir = prepare_out_dir(config.out) if config.out else None
 
@@ -190,6 +193,7 @@ def train(
         run = Run(config, data.vocab, network, params, [], out_dir, data.default_prefix, registry)
         run.rng_states = {"init": init_rng.bit_generator.state,
                           "decoder": np.random.default_rng(streams["decoder"]).bit_generator.state}
+        run.opt_state = optimizer.init_state(backend, params)
     else:
         ckpt.check_model(spec, config.batch_size)
         run = _from_checkpoint(ckpt, config, network, registry, out_dir)
@@ -213,7 +217,8 @@ def train(
     try:
         fit(network, run.params, data.train_ids, sampler, clipper, settings, sampler_rng,
             data.val_ids if len(data.val_ids) else None, recorder.on_epoch,
-            resume=run.fit_state, on_step=recorder.on_step, on_interrupt=recorder.on_interrupt)
+            resume=run.fit_state, on_step=recorder.on_step, on_interrupt=recorder.on_interrupt,
+            optimizer=optimizer, opt_state=run.opt_state)
     except DivergedError as exc:
         recorder.write_summary(None, error=str(exc))
         if out_dir:
@@ -317,6 +322,7 @@ def _from_checkpoint(ckpt: Checkpoint, config: RunConfig, network: Network, regi
     run = Run(config, Vocab.from_list(ckpt.vocab), network, params, [dict(r) for r in ckpt.metrics], out_dir,
               ckpt.state["default_prefix"], registry)
     run.fit_state = ckpt.fit_state(backend.asarray)
+    run.opt_state = ckpt.optimizer_state(backend.asarray)
     run.rng_states = ckpt.rng_states
     run.data_info = ckpt.state.get("data")
     return run

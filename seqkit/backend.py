@@ -119,6 +119,24 @@ class Backend(ABC):
     def sgd_update(self, params: Params, grads: Params, lr: float) -> None:
         """In place: ``params[k] -= lr * grads[k]`` for every name."""
 
+    def adam_update(
+        self, params: Params, grads: Params, m: Params, v: Params, lr: float, beta1: float, beta2: float,
+        eps: float, step: int,
+    ) -> None:
+        """Adam (bias-corrected, ``step`` counted from 1), in place on ``params``, ``m`` and ``v``:
+        m = b1 m + (1 - b1) g; v = b2 v + (1 - b2) g²; p -= lr / (1 - b1^step) · m / (sqrt(v / (1 - b2^step)) + eps).
+
+        This default computes through NumPy and copies back (correct everywhere, slow on devices);
+        backends override it with native in-place ops."""
+        bc1, bc2 = 1.0 - beta1 ** step, 1.0 - beta2 ** step
+        for name, grad in grads.items():
+            g = self.to_numpy(grad)
+            new_m = beta1 * self.to_numpy(m[name]) + (1.0 - beta1) * g
+            new_v = beta2 * self.to_numpy(v[name]) + (1.0 - beta2) * g * g
+            update = (lr / bc1) * new_m / (np.sqrt(new_v / bc2) + eps)
+            m[name], v[name] = self.asarray(new_m), self.asarray(new_v)
+            params[name] = self.asarray(self.to_numpy(params[name]) - update)
+
     @abstractmethod
     def global_norm(self, grads: Params) -> float:
         """L2 norm of all gradients taken together, as a Python float."""

@@ -29,6 +29,7 @@ from seqkit.config import RunConfig
 from seqkit.engine import FitState, TrainSettings
 from seqkit.errors import ConfigError, SeqkitError
 from seqkit.network import ModelSpec
+from seqkit.optimizer import OptimizerState
 
 if TYPE_CHECKING:
     from seqkit.api import Run
@@ -41,6 +42,7 @@ MODEL_FILE = "model.safetensors"
 STATE_FILE = "state.json"
 CHECKPOINT_DIR = "checkpoint"
 STATE_PREFIX = "state."
+OPT_PREFIX = "opt."
 BIT_GENERATORS = ("MT19937", "PCG64", "PCG64DXSM", "Philox", "SFC64")
 # Options a resumed run may set differently from the checkpoint: where it runs and what it prints.
 RESUMABLE = frozenset({
@@ -208,9 +210,13 @@ def run_state(run: "Run") -> tuple[dict[str, np.ndarray], dict]:
     dtype = np.dtype(config.dtype)
     arrays = {}
     for name, value in sorted(run.params.items()):
-        if name.startswith(STATE_PREFIX):
-            raise CheckpointError(f"parameter name {name!r} clashes with the checkpoint's {STATE_PREFIX}N arrays")
+        if name.startswith((STATE_PREFIX, OPT_PREFIX)):
+            raise CheckpointError(f"parameter name {name!r} clashes with the checkpoint's {STATE_PREFIX}N / "
+                                  f"{OPT_PREFIX}<slot>.<param> arrays")
         arrays[name] = np.asarray(backend.to_numpy(value), dtype=dtype)
+    for slot, values in sorted(run.opt_state.slots.items()):
+        for name, value in sorted(values.items()):
+            arrays[f"{OPT_PREFIX}{slot}.{name}"] = np.asarray(backend.to_numpy(value), dtype=dtype)
     carried = None
     if progress.position and progress.carried is not None:
         carried = [f"{STATE_PREFIX}{i}" for i in range(len(progress.carried))]
@@ -242,6 +248,8 @@ def run_state(run: "Run") -> tuple[dict[str, np.ndarray], dict]:
             "lr": {"next_epoch": next_epoch, "current": settings.lr_at(next_epoch), "base": config.lr,
                    "decay": config.lr_decay, "decay_every": config.lr_decay_every},
             "carried_state": carried,
+            "optimizer": {"name": config.optimizer, "step": run.opt_state.step,
+                          "slots": sorted(run.opt_state.slots)},
             "partial": None if not progress.position else {
                 "loss_sum": progress.loss_sum, "norm_sum": progress.norm_sum, "tokens": progress.tokens,
                 "clipped": progress.clipped, "train_time": progress.train_time},
@@ -360,6 +368,10 @@ def _read_state(folder: Path) -> dict:
     names = _get(state, "training.carried_state", (list, type(None)), "a list of array names or null", file)
     if names is not None and not all(isinstance(n, str) and n.startswith(STATE_PREFIX) for n in names):
         raise CheckpointError(f"{file} is malformed: training.carried_state should name {STATE_PREFIX}N arrays")
+    step = _get(state, "training.optimizer.step", (int,), "an integer >= 0", file)
+    slots = _get(state, "training.optimizer.slots", (list,), "a list of slot names", file)
+    if step < 0 or not all(isinstance(n, str) and n for n in slots):
+        raise CheckpointError(f"{file} is malformed: training.optimizer needs a step >= 0 and slot names")
     metrics = _get(state, "metrics", (list,), "a list of rows", file)
     if len(metrics) != epoch or not all(isinstance(r, dict) for r in metrics):
         raise CheckpointError(f"{file} is malformed: {len(metrics)} metrics rows for {epoch} epochs")
@@ -459,7 +471,18 @@ class Checkpoint:
 
     @property
     def params(self) -> dict[str, np.ndarray]:
-        return {k: v for k, v in self.arrays.items() if not k.startswith(STATE_PREFIX)}
+        return {k: v for k, v in self.arrays.items() if not k.startswith((STATE_PREFIX, OPT_PREFIX))}
+
+    @property
+    def optimizer_slots(self) -> list[str]:
+        return list((self.state["training"].get("optimizer") or {}).get("slots") or [])
+
+    def optimizer_state(self, to_native: Callable[[np.ndarray], Any]) -> OptimizerState:
+        """The optimizer's slots (converted by ``to_native``) and update count."""
+        slots = {slot: {name: to_native(self.arrays[f"{OPT_PREFIX}{slot}.{name}"]) for name in self.params}
+                 for slot in self.optimizer_slots}
+        step = (self.state["training"].get("optimizer") or {}).get("step", 0)
+        return OptimizerState(slots, int(step))
 
     @property
     def carried(self) -> list[np.ndarray] | None:
@@ -476,6 +499,8 @@ class Checkpoint:
     def check_model(self, spec: ModelSpec, batch_size: int) -> None:
         """Raise `CheckpointError` unless the arrays fit ``spec`` (and the carried state the batch)."""
         expected = {k: tuple(v.shape) for k, v in spec.param_specs().items()}
+        expected.update({f"{OPT_PREFIX}{slot}.{name}": shape for slot in self.optimizer_slots
+                         for name, shape in list(expected.items())})
         names = self.state["training"].get("carried_state") or []
         if self.position and names:
             shapes = spec.cell.state_shapes(batch_size, spec.hidden_size)

@@ -47,7 +47,11 @@ class RunConfig:
     epochs: int = 500
     batch_size: int = 32
     num_steps: int = 35
+    optimizer: str = "sgd"
     lr: float = 1.0
+    beta1: float = 0.9
+    beta2: float = 0.999
+    eps: float = 1e-8
     lr_decay: float = 1.0
     lr_decay_every: int = 100
     seed: int = 0
@@ -89,6 +93,9 @@ class RunConfig:
                  "an integer >= 0 (0 = no decay)")
         _require(self.lr, "lr", lambda v: v > 0, "> 0")
         _require(self.lr_decay, "lr_decay", lambda v: v > 0, "> 0")
+        _require(self.beta1, "beta1", lambda v: 0 <= v < 1, "in [0, 1)")
+        _require(self.beta2, "beta2", lambda v: 0 <= v < 1, "in [0, 1)")
+        _require(self.eps, "eps", lambda v: v > 0, "> 0")
         _require(self.clip_theta, "clip_theta", lambda v: v > 0, "> 0 (use --clipper none to disable clipping)")
         _require(self.temperature, "temperature", lambda v: v >= 0, ">= 0 (0 means greedy)")
         _require(self.alpha, "alpha", lambda v: v > 0, "> 0")

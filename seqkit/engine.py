@@ -17,6 +17,7 @@ from seqkit.clipper import Clipper
 from seqkit.decoder import Decoder
 from seqkit.errors import DataError, DivergedError
 from seqkit.network import Network
+from seqkit.optimizer import Optimizer, OptimizerState
 from seqkit.sampler import Sampler
 
 LN2 = math.log(2.0)
@@ -86,14 +87,17 @@ def fit(
     resume: FitState | None = None,
     on_step: StepCallback | None = None,
     on_interrupt: StepCallback | None = None,
+    optimizer: Optimizer | None = None,
+    opt_state: OptimizerState | None = None,
 ) -> list[dict]:
     """Train ``params`` in place; return one metrics row per epoch (also passed to ``on_epoch``).
 
     ``resume`` continues from a `FitState` (``rng`` is set to its ``sampler_rng``). ``on_step``
     gets the state after every minibatch and may raise `KeyboardInterrupt` to stop; on any
     `KeyboardInterrupt` ``on_interrupt`` gets the newest consistent state (none when the interrupt
-    hit a parameter update) before the exception propagates."""
-    loop = _Loop(network, params, train_ids, sampler, clipper, settings, rng, on_step)
+    hit a parameter update) before the exception propagates. ``optimizer`` (with its ``opt_state``,
+    updated in place) defaults to the lesson's plain SGD, ``backend.sgd_update``."""
+    loop = _Loop(network, params, train_ids, sampler, clipper, settings, rng, on_step, optimizer, opt_state)
     resume = resume or FitState(epoch=start_epoch - 1)
     if resume.sampler_rng is not None:
         rng.bit_generator.state = resume.sampler_rng
@@ -126,8 +130,10 @@ class _Loop:
 
     def __init__(self, network: Network, params: Params, train_ids: np.ndarray, sampler: Sampler,
                  clipper: Clipper, settings: TrainSettings, rng: np.random.Generator,
-                 on_step: StepCallback | None) -> None:
+                 on_step: StepCallback | None, optimizer: Optimizer | None = None,
+                 opt_state: OptimizerState | None = None) -> None:
         self.network, self.params, self.train_ids = network, params, train_ids
+        self.optimizer, self.opt_state = optimizer, opt_state if opt_state is not None else OptimizerState()
         self.sampler, self.clipper, self.settings, self.rng = sampler, clipper, settings, rng
         self.on_step = on_step
         self.carry = sampler.carries_state and settings.detach
@@ -158,7 +164,10 @@ class _Loop:
                     "clip harder with --clipper norm and a smaller --clip-theta, or reduce --hidden")
             grads, norm, was_clipped = self.clipper.clip(backend, grads)
             self.updating = True
-            backend.sgd_update(self.params, grads, lr)
+            if self.optimizer is None:
+                backend.sgd_update(self.params, grads, lr)
+            else:
+                self.optimizer.update(backend, self.params, grads, lr, self.opt_state)
             n = Y.shape[0] * (Y.shape[1] - loss_from)
             sums = FitState(epoch - 1, sums.position + 1, part.sampler_rng, final if self.carry else None,
                             sums.loss_sum + loss * n, sums.norm_sum + norm, sums.tokens + n,

@@ -57,6 +57,14 @@ def register_cells(register: Register) -> None:
 
 
 @hookspec
+def register_optimizers(register: Register) -> None:
+    """Register `seqkit.Optimizer` subclasses (parameter updates), e.g. ``register(Adam)``.
+
+    Selected with ``--optimizer NAME``; constructor arguments ``beta1``, ``beta2`` and ``eps``
+    receive the options of the same name. Per-parameter slots are checkpointed."""
+
+
+@hookspec
 def register_clippers(register: Register) -> None:
     """Register `seqkit.Clipper` subclasses (gradient transforms), e.g. ``register(NormClipper)``.
 

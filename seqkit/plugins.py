@@ -26,6 +26,7 @@ from seqkit.clipper import Clipper
 from seqkit.corpus import Corpus
 from seqkit.decoder import Decoder
 from seqkit.errors import PluginError, UnavailableError
+from seqkit.optimizer import Optimizer
 from seqkit.sampler import Sampler
 
 ENTRY_POINT_GROUP = "seqkit"
@@ -39,6 +40,7 @@ KINDS: dict[str, tuple[str, type, str]] = {
     "cell": ("register_cells", Cell, "--cell"),
     "clipper": ("register_clippers", Clipper, "--clipper"),
     "decoder": ("register_decoders", Decoder, "--decoder"),
+    "optimizer": ("register_optimizers", Optimizer, "--optimizer"),
 }
 
 

@@ -147,7 +147,8 @@ def stop_after(steps: int, signum: int = signal.SIGTERM):
 
 
 @pytest.mark.parametrize("backend", ["numpy", "torch"])
-@pytest.mark.parametrize("extra", [{}, {"sampler": "random"}, {"impl": "scratch", "val_fraction": 0.1}])
+@pytest.mark.parametrize("extra", [{}, {"sampler": "random"}, {"impl": "scratch", "val_fraction": 0.1},
+                                   {"optimizer": "adam", "lr": 0.01}])
 def test_resume_after_a_mid_epoch_stop_matches_an_uninterrupted_run(data, tmp_path, backend, extra):
     need_backend(backend)
     options = {**TINY, "backend": backend, "lr_decay": 0.5, "lr_decay_every": 2, **extra}

@@ -145,6 +145,16 @@ class MxnetBackend(Backend):
             else:  # sgd_update casts lr to float32; keep float64 exact
                 param -= lr * grad
 
+    def adam_update(self, params: Params, grads: Params, m: Params, v: Params, lr: float, beta1: float,
+                    beta2: float, eps: float, step: int) -> None:
+        # Not nd.adam_update: it has no bias correction and adds eps outside the corrected sqrt.
+        bc1, bc2 = 1.0 - beta1 ** step, 1.0 - beta2 ** step
+        for name, grad in grads.items():
+            m_, v_ = m[name], v[name]
+            m_[:] = beta1 * m_ + (1.0 - beta1) * grad
+            v_[:] = beta2 * v_ + (1.0 - beta2) * grad * grad
+            params[name][:] = params[name] - (lr / bc1) * m_ / (nd.sqrt(v_ / bc2) + eps)
+
     def global_norm(self, grads: Params) -> float:
         norms = [nd.norm(g).reshape((1,)) for g in grads.values()]
         return float(nd.norm(nd.concat(*norms, dim=0)).asscalar())

@@ -125,6 +125,19 @@ class NumpyBackend(Backend):
         for name, grad in grads.items():
             params[name] -= lr * grad
 
+    def adam_update(self, params: Params, grads: Params, m: Params, v: Params, lr: float, beta1: float,
+                    beta2: float, eps: float, step: int) -> None:
+        bc1, bc2 = 1.0 - beta1 ** step, 1.0 - beta2 ** step
+        for name, grad in grads.items():
+            m_, v_ = m[name], v[name]
+            m_ *= beta1
+            m_ += (1.0 - beta1) * grad
+            v_ *= beta2
+            v_ += (1.0 - beta2) * grad * grad
+            denom = np.sqrt(v_ / bc2)
+            denom += eps
+            params[name] -= (lr / bc1) * m_ / denom
+
     def global_norm(self, grads: Params) -> float:
         total = 0.0
         for grad in grads.values():

@@ -139,6 +139,16 @@ class TorchBackend(Backend):
             for name, grad in grads.items():
                 params[name].sub_(grad, alpha=lr)
 
+    def adam_update(self, params: Params, grads: Params, m: Params, v: Params, lr: float, beta1: float,
+                    beta2: float, eps: float, step: int) -> None:
+        bc1, bc2 = 1.0 - beta1 ** step, 1.0 - beta2 ** step
+        with torch.no_grad():
+            for name, grad in grads.items():
+                m[name].mul_(beta1).add_(grad, alpha=1.0 - beta1)
+                v[name].mul_(beta2).addcmul_(grad, grad, value=1.0 - beta2)
+                denom = (v[name] / bc2).sqrt_().add_(eps)
+                params[name].addcdiv_(m[name], denom, value=-lr / bc1)
+
     def global_norm(self, grads: Params) -> float:
         with torch.no_grad():
             norms = [torch.linalg.vector_norm(g) for g in grads.values()]
