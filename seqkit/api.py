@@ -172,7 +172,7 @@ def train(
 
     backend_cls = registry.get("backend", config.backend)
     cell = registry.create("cell", config.cell)
-    sampler = registry.create("sampler", config.sampler)
+    sampler = registry.create("sampler", config.sampler, random_offset=config.random_offset)
     clipper = registry.create("clipper", config.clipper, clip_theta=config.clip_theta)
     optimizer = registry.create("optimizer", config.optimizer, beta1=config.beta1, beta2=config.beta2, eps=config.eps)
     registry.create("decoder", config.decoder, temperature=config.temperature, alpha=config.alpha)

@@ -56,6 +56,8 @@ def main() -> None:
 @click.option("--max-tokens", type=int, default=None, help="Keep only the first N tokens.")
 @click.option("--val-fraction", type=float, default=None, help="Hold out the last fraction F (corpus default).")
 @click.option("--sampler", default=D.sampler, show_default=True, help="random or sequential.")
+@click.option("--random-offset/--no-random-offset", default=D.random_offset, show_default=True,
+              help="Start each epoch's partition at a random offset (d2l 2nd ed.) or at 0 (d2l-zh, 1st ed.).")
 @click.option("--no-detach", is_flag=True, help="Let gradients flow across the minibatches of an epoch.")
 @click.option("--cell", default=D.cell, show_default=True)
 @click.option("--hidden", type=int, default=D.hidden, show_default=True)

@@ -35,6 +35,7 @@ class RunConfig:
     max_tokens: int | None = None
     val_fraction: float | None = None
     sampler: str = "sequential"
+    random_offset: bool = True
     no_detach: bool = False
     cell: str = "rnn-tanh"
     hidden: int = 512

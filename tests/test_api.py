@@ -109,3 +109,10 @@ def test_word_level_vocabulary_rejects_unknown_words_without_unk(tmp_path, tiny)
     with pytest.raises(DataError, match="'dog'"):
         run.evaluate("the dog sat")
     assert os.path.exists(text)
+
+
+def test_random_offset_option_reaches_the_sampler(corpora_dir, tiny):
+    a = seqkit.train(**tiny, sampler="random", random_offset=False)
+    b = seqkit.train(**tiny, sampler="random")
+    assert a.history[-1]["train_ppl"] != b.history[-1]["train_ppl"]
+    assert a.config.random_offset is False

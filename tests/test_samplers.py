@@ -59,3 +59,16 @@ def test_min_batches_is_the_fewest_over_offsets(sampler):
 def test_too_short_corpus_gives_no_batches():
     assert SequentialSampler().min_batches(10, 4, 7) == 0
     assert RandomSampler().min_batches(10, 4, 7) == 0
+
+
+@pytest.mark.parametrize("sampler", [RandomSampler(random_offset=False), SequentialSampler(random_offset=False)])
+def test_without_random_offset_every_epoch_starts_at_zero(sampler):
+    for seed in range(5):
+        first = collect(sampler, seed=seed)
+        if isinstance(sampler, SequentialSampler):
+            assert first[0][0][0, 0] == 0  # the first stream starts at the first token
+        else:
+            starts = np.concatenate([X[:, 0] for X, _ in first])
+            assert all(int(s) % 7 == 0 for s in starts)  # subsequences aligned on 0, as in d2l-zh
+    for n in (20, 57, 300, 1000):
+        assert len(collect(sampler, tokens=np.arange(n))) == sampler.min_batches(n, 4, 7)
