@@ -191,6 +191,18 @@ def evaluate(path: str, backend: str, device: str, impl: str, corpus: str | None
 
 
 @main.command()
+@click.argument("run_dir", type=click.Path())
+@click.option("--out", type=click.Path(dir_okay=False), default=None,
+              help="PNG to write (default: RUN_DIR/perplexity.png).")
+@friendly_errors
+def plot(run_dir: str, out: str | None) -> None:
+    """Draw the perplexity curves of a run folder (needs matplotlib: pip install 'seqkit[plot]')."""
+    from seqkit.plot import plot_run
+
+    click.echo(f"Wrote {plot_run(run_dir, out)}")
+
+
+@main.command()
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @friendly_errors
 def plugins(as_json: bool) -> None:
