@@ -32,9 +32,9 @@ def read_metrics(run_dir: str | Path) -> list[dict]:
 def plot_run(run_dir: str | Path, out: str | Path | None = None) -> Path:
     """Draw train (and validation) perplexity per epoch, log scale; returns the PNG's path
     (default ``run_dir/perplexity.png``)."""
+    rows = read_metrics(run_dir)
     if importlib.util.find_spec("matplotlib") is None:
         raise UnavailableError("plotting needs matplotlib; install with: pip install 'seqkit[plot]'")
-    rows = read_metrics(run_dir)
     import matplotlib
 
     matplotlib.use("Agg")

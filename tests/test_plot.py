@@ -26,3 +26,13 @@ def test_plot_errors_are_one_line(tmp_path):
     result = CliRunner().invoke(main, ["plot", str(tmp_path)])
     assert result.exit_code == 1 and "line 1 is not valid JSON" in result.output
     assert "Traceback" not in result.output
+
+
+def test_missing_matplotlib_says_how_to_install(tmp_path, monkeypatch):
+    import importlib.util
+
+    (tmp_path / "metrics.jsonl").write_text('{"epoch": 1, "train_ppl": 9.0, "val_ppl": null}\n')
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "matplotlib" else real(name, *a))
+    result = CliRunner().invoke(main, ["plot", str(tmp_path)])
+    assert result.exit_code == 1 and "pip install 'seqkit[plot]'" in result.output
