@@ -23,6 +23,7 @@ from seqkit.checkpoint import (
 from seqkit.cli import main
 from seqkit.errors import DataError, SeqkitError
 from seqkit.plugins import get_registry
+from helpers import assert_clean_error
 
 SHARED_CORPORA = Path(__file__).resolve().parents[2] / "shared" / "corpora"
 TIMING = ("tokens_per_s", "elapsed_s")
@@ -51,14 +52,6 @@ def invoke(*args: str):
     return CliRunner().invoke(main, [str(a) for a in args])
 
 
-def assert_clean_error(result, *fragments: str) -> None:
-    assert result.exit_code != 0, result.output
-    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
-    assert "Traceback" not in result.output
-    lines = [line for line in result.output.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("Error: "), result.output
-    for fragment in fragments:
-        assert fragment in lines[0], (fragment, lines[0])
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ from click.testing import CliRunner
 
 from seqkit.cli import main
 from seqkit_corpora.builtin import TimeMachine
+from helpers import assert_clean_error
 
 TINY = ["--max-tokens", "3000", "--hidden", "24", "--batch-size", "4", "--num-steps", "10", "--epochs", "2",
         "--predict-len", "12"]
@@ -20,15 +21,6 @@ def invoke(*args: str):
     return CliRunner().invoke(main, list(args))
 
 
-def assert_clean_error(result, *fragments: str) -> None:
-    """Exit status != 0, one 'Error:' line, no traceback, and the expected advice."""
-    assert result.exit_code != 0, result.output
-    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
-    assert "Traceback" not in result.output
-    lines = [line for line in result.output.splitlines() if line.strip()]
-    assert lines[-1].startswith("Error: "), result.output
-    for fragment in fragments:
-        assert fragment in lines[-1], (fragment, lines[-1])
 
 
 def test_run_end_to_end(corpora_dir, tmp_path):

@@ -31,6 +31,7 @@ from seqkit_mxnet.fused import FusedRNN  # noqa: E402
 from seqkit_numpy.backend import NumpyBackend  # noqa: E402
 from seqkit_numpy.fused import FusedRNN as NumpyFusedRNN  # noqa: E402
 from seqkit_samplers.partition import SequentialSampler  # noqa: E402
+from helpers import assert_close  # noqa: E402
 
 SHARED_CORPORA = Path(__file__).resolve().parents[2] / "shared" / "corpora"
 V, H, B, T, E = 11, 8, 3, 5, 4
@@ -39,11 +40,6 @@ TOL = {"float64": 1e-6, "float32": 1e-4}
 TEXT = "the quick brown fox jumps over the lazy dog " * 40
 
 
-def assert_close(actual, expected, rtol):
-    actual, expected = np.asarray(actual), np.asarray(expected)
-    assert actual.shape == expected.shape
-    err = np.max(np.abs(actual - expected)) if actual.size else 0.0
-    assert err <= rtol * max(np.max(np.abs(expected)), 1e-12), f"max error {err:.3g}"
 
 
 def has_history(x) -> bool:

@@ -14,6 +14,7 @@ from seqkit_cells.rnn import RNNRelu, RNNTanh
 from seqkit_numpy import fused as fused_module
 from seqkit_numpy.backend import NumpyBackend
 from seqkit_numpy.fused import FusedRNN
+from helpers import assert_close
 
 V, H, B, T, E = 11, 8, 3, 5, 4
 CELLS = {"rnn-tanh": RNNTanh, "rnn-relu": RNNRelu}
@@ -35,11 +36,6 @@ def make(dtype="float64", cell="rnn-tanh", embedding_dim=0, scale=1.0, seed=0):
     return backend, spec, params, X, Y, state
 
 
-def assert_close(actual, expected, rtol):
-    actual, expected = np.asarray(actual), np.asarray(expected)
-    assert actual.shape == expected.shape
-    err = np.max(np.abs(actual - expected)) if actual.size else 0.0
-    assert err <= rtol * max(np.max(np.abs(expected)), 1e-12), f"max error {err:.3g}"
 
 
 # -- backend construction and registry -------------------------------------------------------

@@ -24,6 +24,7 @@ from seqkit_torch import devices  # noqa: E402
 from seqkit_torch.backend import TorchBackend  # noqa: E402
 from seqkit_torch.fused import FusedRNN  # noqa: E402
 from seqkit_torch.module import ModuleRNN  # noqa: E402
+from helpers import assert_close  # noqa: E402
 
 V, H, B, T, E = 11, 8, 3, 5, 4
 CELLS = {"rnn-tanh": RNNTanh, "rnn-relu": RNNRelu}
@@ -47,12 +48,6 @@ def make(dtype="float64", cell="rnn-tanh", embedding_dim=0, scale=1.0, seed=0, d
     return backend, spec, params, X, Y, state
 
 
-def assert_close(actual, expected, rtol):
-    actual = actual.detach().cpu().numpy() if isinstance(actual, torch.Tensor) else np.asarray(actual)
-    expected = expected.detach().cpu().numpy() if isinstance(expected, torch.Tensor) else np.asarray(expected)
-    assert actual.shape == expected.shape
-    err = np.max(np.abs(actual - expected)) if actual.size else 0.0
-    assert err <= rtol * max(np.max(np.abs(expected)), 1e-12), f"max error {err:.3g}"
 
 
 # -- registry, devices, dtypes ---------------------------------------------------------------
