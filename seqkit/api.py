@@ -24,7 +24,7 @@ from seqkit.engine import FitState, TrainSettings, evaluate, fit, predict
 from seqkit.errors import ConfigError, DataError, DivergedError
 from seqkit.network import GenericNetwork, ModelSpec, Network
 from seqkit.optimizer import OptimizerState
-from seqkit.output import append_jsonl, default_out_dir, prepare_out_dir, write_json_atomic
+from seqkit.output import append_jsonl, prepare_out_dir, write_json_atomic
 from seqkit.plugins import Registry, get_registry
 from seqkit.vocab import Vocab, detokenize, tokenize
 
