@@ -108,8 +108,9 @@ class Run:
         if rng is None:
             rng = self.decoder_rng() if seed is None else np.random.default_rng(seed)
         ids = predict(self.network, self.params, self.prefix_ids(prefix), length, chooser, rng)
-        return prefix + ("" if config.tokens == "char" else " ") * bool(ids) + \
-            detokenize(self.vocab.decode(ids), config.tokens)
+        generated = detokenize(self.vocab.decode(ids), config.tokens)
+        separator = " " if config.tokens == "word" and generated else ""
+        return prefix + separator + generated
 
     def decoder_rng(self) -> np.random.Generator:
         """A fresh generator at the start of the run's decoder stream."""
