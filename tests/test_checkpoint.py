@@ -52,8 +52,6 @@ def invoke(*args: str):
     return CliRunner().invoke(main, [str(a) for a in args])
 
 
-
-
 @pytest.fixture
 def data(corpora_dir, monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)

@@ -19,8 +19,6 @@ def invoke(*args: str):
     return CliRunner().invoke(main, list(args))
 
 
-
-
 def test_run_end_to_end(corpora_dir, tmp_path):
     out = tmp_path / "run"
     result = invoke("run", "--corpus", "timemachine", *TINY, "--out", str(out), "--log-every", "1")

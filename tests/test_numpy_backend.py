@@ -10,32 +10,19 @@ import pytest
 
 from seqkit.errors import ConfigError
 from seqkit.network import GenericNetwork, ModelSpec
-from seqkit_cells.rnn import RNNRelu, RNNTanh
+from seqkit_cells.rnn import RNNTanh
 from seqkit_numpy import fused as fused_module
 from seqkit_numpy.backend import NumpyBackend
 from seqkit_numpy.fused import FusedRNN
-from helpers import assert_close
+from helpers import CELLS, B, E, H, T, V, assert_close, make_problem
 
-V, H, B, T, E = 11, 8, 3, 5, 4
-CELLS = {"rnn-tanh": RNNTanh, "rnn-relu": RNNRelu}
 TOL = {"float64": 1e-6, "float32": 1e-4}
 
 
 def make(dtype="float64", cell="rnn-tanh", embedding_dim=0, scale=1.0, seed=0):
     """Backend, spec, params (init scale 0.01 × ``scale``), a batch and a non-zero state."""
     backend = NumpyBackend(dtype=dtype)
-    spec = ModelSpec(CELLS[cell](), V, H, embedding_dim)
-    rng = np.random.default_rng(seed)
-    params = {k: backend.asarray(v * scale) for k, v in spec.init_params(rng).items()}
-    # Zero-initialised biases would hide their own gradient paths; give them values too.
-    for name in ("b_h", "b_q"):
-        params[name] += backend.asarray(rng.normal(0.0, 0.01 * scale, params[name].shape))
-    X = rng.integers(0, V, (B, T))
-    Y = rng.integers(0, V, (B, T))
-    state = (backend.asarray(rng.normal(0.0, 0.5, (B, H))),)
-    return backend, spec, params, X, Y, state
-
-
+    return (backend, *make_problem(backend, cell, embedding_dim, scale, seed))
 
 
 # -- backend construction and registry -------------------------------------------------------
@@ -80,30 +67,6 @@ def test_conversion(dtype):
     assert ops.asarray(np.arange(3, dtype=np.int32)).dtype == np.int64
     y = ops.to_numpy(x)
     assert type(y) is np.ndarray and y.dtype == dtype
-
-
-@pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_elementwise_and_matmul(dtype):
-    ops = NumpyBackend(dtype=dtype)
-    rng = np.random.default_rng(0)
-    a, b = ops.asarray(rng.normal(size=(3, 4))), ops.asarray(rng.normal(size=(4, 2)))
-    bias = ops.asarray(rng.normal(size=(4,)))
-    results = {
-        "matmul": (ops.matmul(a, b), a @ b),
-        "add": (ops.add(a, bias), a + bias),
-        "multiply": (ops.multiply(a, bias), a * bias),
-        "subtract": (ops.subtract(a, bias), a - bias),
-        "tanh": (ops.tanh(a), np.tanh(a)),
-        "relu": (ops.relu(a), np.maximum(a, 0)),
-        "sigmoid": (ops.sigmoid(a), 1 / (1 + np.exp(-a.astype(np.float64)))),
-        "reshape": (ops.reshape(a, (2, 6)), a.reshape(2, 6)),
-        "concatenate": (ops.concatenate([a, a], axis=1), np.concatenate([a, a], axis=1)),
-    }
-    for name, (got, want) in results.items():
-        assert got.dtype == dtype, name
-        assert_close(got, want, TOL[dtype])
-    zeros = ops.zeros((2, 5))
-    assert zeros.shape == (2, 5) and zeros.dtype == dtype and not zeros.any()
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])

@@ -19,15 +19,13 @@ from seqkit.cli import main  # noqa: E402
 from seqkit.errors import ConfigError, SeqkitError, UnavailableError  # noqa: E402
 from seqkit.network import GenericNetwork, ModelSpec  # noqa: E402
 from seqkit.plugins import build_registry  # noqa: E402
-from seqkit_cells.rnn import RNNRelu, RNNTanh  # noqa: E402
+from seqkit_cells.rnn import RNNTanh  # noqa: E402
 from seqkit_torch import devices  # noqa: E402
 from seqkit_torch.backend import TorchBackend  # noqa: E402
 from seqkit_torch.fused import FusedRNN  # noqa: E402
 from seqkit_torch.module import ModuleRNN  # noqa: E402
-from helpers import assert_close  # noqa: E402
+from helpers import CELLS, E, H, T, V, assert_close, make_problem  # noqa: E402
 
-V, H, B, T, E = 11, 8, 3, 5, 4
-CELLS = {"rnn-tanh": RNNTanh, "rnn-relu": RNNRelu}
 TOL = {"float64": 1e-6, "float32": 1e-4}
 FUSED = {"bptt": FusedRNN, "nn.RNN": ModuleRNN}
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
@@ -37,17 +35,7 @@ cuda_only = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA de
 def make(dtype="float64", cell="rnn-tanh", embedding_dim=0, scale=1.0, seed=0, device="cpu"):
     """Backend, spec, params (init scale 0.01 × ``scale``), a batch and a non-zero state."""
     backend = TorchBackend(device=device, dtype=dtype)
-    spec = ModelSpec(CELLS[cell](), V, H, embedding_dim)
-    rng = np.random.default_rng(seed)
-    params = {k: backend.asarray(v * scale) for k, v in spec.init_params(rng).items()}
-    for name in ("b_h", "b_q"):  # zero biases would hide their own gradient paths
-        params[name] += backend.asarray(rng.normal(0.0, 0.01 * scale, params[name].shape))
-    X = rng.integers(0, V, (B, T))
-    Y = rng.integers(0, V, (B, T))
-    state = (backend.asarray(rng.normal(0.0, 0.5, (B, H))),)
-    return backend, spec, params, X, Y, state
-
-
+    return (backend, *make_problem(backend, cell, embedding_dim, scale, seed))
 
 
 # -- registry, devices, dtypes ---------------------------------------------------------------
@@ -119,30 +107,6 @@ def test_conversion(dtype):
     y[0, 0] = 5.0
     assert x[0, 0] == 0.0  # a copy, not a view
     assert ops.to_numpy(x.requires_grad_(True) * 2)[1, 2] == 10.0
-
-
-@pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_elementwise_and_matmul(dtype):
-    ops = TorchBackend(device="cpu", dtype=dtype)
-    rng = np.random.default_rng(0)
-    an, bn, biasn = rng.normal(size=(3, 4)), rng.normal(size=(4, 2)), rng.normal(size=(4,))
-    a, b, bias = ops.asarray(an), ops.asarray(bn), ops.asarray(biasn)
-    results = {
-        "matmul": (ops.matmul(a, b), an @ bn),
-        "add": (ops.add(a, bias), an + biasn),
-        "multiply": (ops.multiply(a, bias), an * biasn),
-        "subtract": (ops.subtract(a, bias), an - biasn),
-        "tanh": (ops.tanh(a), np.tanh(an)),
-        "relu": (ops.relu(a), np.maximum(an, 0)),
-        "sigmoid": (ops.sigmoid(a), 1 / (1 + np.exp(-an))),
-        "reshape": (ops.reshape(a, (2, 6)), an.reshape(2, 6)),
-        "concatenate": (ops.concatenate([a, a], axis=1), np.concatenate([an, an], axis=1)),
-    }
-    for name, (got, want) in results.items():
-        assert got.dtype == ops.torch_dtype, name
-        assert_close(got, want, TOL[dtype])
-    zeros = ops.zeros((2, 5))
-    assert zeros.shape == (2, 5) and zeros.dtype == ops.torch_dtype and not zeros.any()
 
 
 def test_one_hot_and_take():
