@@ -1,34 +1,42 @@
-"""The Python API: ``seqkit.train(**options)`` returns a `Run`; the CLI is a thin layer over it."""
+"""The Python API: ``seqkit.train(**options)`` returns a `Run`; the CLI is a thin layer over it.
+
+`train` reads as the pipeline it runs: resolve the configuration, create the components, load the
+data, initialise or restore the parameters, fit, save.
+"""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import signal
 import statistics
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
 import seqkit
 from seqkit.backend import Backend, Params
 from seqkit.checkpoint import (
-    Checkpoint, CheckpointError, TrainingInterrupted, check_resume_data, dataset_fingerprint,
-    generator_from_state, read_checkpoint, resume_options, save_run,
+    Checkpoint, component_origins, dataset_fingerprint, generator_from_state, missing_components, read_checkpoint,
+    save_run,
 )
-from seqkit.config import RunConfig
-from seqkit.dataset import Dataset, corpus_options, load_dataset
+from seqkit.config import CORE_OPTIONS, KIND_OPTIONS, RunConfig, resolve
+from seqkit.configfile import read_config_file
+from seqkit.dataset import Dataset, load_dataset
 from seqkit.engine import FitState, TrainSettings, evaluate, fit, predict
-from seqkit.errors import ConfigError, DataError, DivergedError
+from seqkit.errors import ConfigError, DataError, DivergedError, TrainingInterrupted
 from seqkit.network import GenericNetwork, ModelSpec, Network
 from seqkit.optimizer import OptimizerState
 from seqkit.output import append_jsonl, prepare_out_dir, write_json_atomic
 from seqkit.plugins import Registry, get_registry
+from seqkit.resume import check_resume_data, resume_config, saved_values
+from seqkit.store import CheckpointError
 from seqkit.vocab import Vocab, detokenize, tokenize
 
 Progress = Callable[[str, Any], None]
+MAX_PREDICT_LEN = 1_000_000
 
 
 def make_network(backend: Backend, spec: ModelSpec, impl: str) -> Network:
@@ -50,8 +58,48 @@ def seed_streams(seed: int) -> dict[str, np.random.SeedSequence]:
     return {"init": init, "sampler": sampler, "decoder": decoder}
 
 
+def configure(
+    options: Mapping[str, Any] | None = None, preset: str | None = None, config: str | Path | None = None,
+    registry: Registry | None = None,
+) -> RunConfig:
+    """The resolved configuration of a run: the declared defaults, then the ``preset``'s values,
+    then the ``config`` file's, then ``options`` (set explicitly, so an option no selected
+    component uses is an error)."""
+    registry = registry or get_registry()
+    base: dict[str, Any] = {}
+    if preset is not None:
+        base.update(registry.preset(preset).values)
+    if config is not None:
+        base.update(read_config_file(config))
+    return resolve(registry, dict(options or {}), base=base)
+
+
+@dataclass
+class Components:
+    """The components a run uses, created from a resolved configuration."""
+
+    backend: Backend
+    cell: Any
+    sampler: Any
+    clipper: Any
+    optimizer: Any
+    decoder: Any
+    corpus: Any
+
+
+def create(registry: Registry, config: RunConfig, kind: str) -> Any:
+    """The component of ``kind`` the configuration selects, built with its resolved options."""
+    return registry.create(kind, config[KIND_OPTIONS[kind]], **config.component_options(kind))
+
+
+def create_components(registry: Registry, config: RunConfig) -> Components:
+    """Every component of a training run (frameworks are imported here, not before)."""
+    return Components(**{kind: create(registry, config, kind) for kind in
+                         ("cell", "sampler", "clipper", "optimizer", "decoder", "corpus", "backend")})
+
+
 class Run:
-    """A trained model with its vocabulary, configuration and per-epoch metrics (``history``)."""
+    """A trained model with its vocabulary, resolved configuration and per-epoch metrics (``history``)."""
 
     def __init__(
         self, config: RunConfig, vocab: Vocab, network: Network, params: Params,
@@ -65,7 +113,7 @@ class Run:
         self.history = history or []
         self.out_dir = out_dir
         self.default_prefix = default_prefix
-        self._registry = registry or get_registry()
+        self.registry = registry or get_registry()
         self.fit_state: FitState | None = None  # where training stands (for checkpoints)
         self.opt_state = OptimizerState()  # the optimizer's slots and update count
         self.rng_states: dict[str, dict] = {}  # saved NumPy generator states: "init", "decoder"
@@ -74,6 +122,11 @@ class Run:
     @property
     def backend(self) -> Backend:
         return self.network.backend
+
+    @property
+    def prefixes(self) -> list[str]:
+        """The sample prefixes: the configured ones, else the corpus default."""
+        return list(self.config.prefix or [self.default_prefix])
 
     def prefix_ids(self, prefix: str) -> np.ndarray:
         """Token ids of ``prefix``; tokens outside the vocabulary raise `ConfigError` naming them."""
@@ -87,29 +140,33 @@ class Run:
                               "use only tokens that occur in the training text")
         return self.vocab.encode(tokens)
 
+    def decoder(self, name: str | None = None, **options: Any) -> Any:
+        """A decoder: ``name`` (default: the run's) with ``options`` over the run's own values."""
+        explicit = {**({"decoder": name} if name else {}), **options}
+        config = resolve(self.registry, explicit, base=self.config.to_dict(), only_kinds=("decoder",))
+        return create(self.registry, config, "decoder")
+
     def predict(
         self, prefix: str | None = None, length: int | None = None, decoder: str | None = None,
-        temperature: float | None = None, alpha: float | None = None, seed: int | None = None,
-        rng: np.random.Generator | None = None,
+        seed: int | None = None, rng: np.random.Generator | None = None, **decoder_options: Any,
     ) -> str:
         """The prefix followed by ``length`` generated tokens (defaults from the run's config).
 
-        Random decoders draw from ``rng``, else from a generator seeded with ``seed``, else from a
-        fresh copy of the run's decoder stream."""
+        ``decoder`` and its options (``temperature=0.8``, a plugin's ``top_k=5``) default to the
+        run's. Random decoders draw from ``rng``, else from a generator seeded with ``seed``, else
+        from a fresh copy of the run's decoder stream."""
         config = self.config
-        prefix = self.default_prefix if prefix is None else prefix
+        prefix = self.prefixes[0] if prefix is None else prefix
         length = config.predict_len if length is None else length
-        if length < 0:
-            raise ConfigError(f"--predict-len must be >= 0, got {length}")
-        chooser = self._registry.create(
-            "decoder", decoder or config.decoder,
-            temperature=config.temperature if temperature is None else temperature,
-            alpha=config.alpha if alpha is None else alpha)
+        CORE_OPTIONS["predict_len"].validate(length)
+        if length > MAX_PREDICT_LEN:
+            raise ConfigError(f"--predict-len {length:,} is more than {MAX_PREDICT_LEN:,} tokens; generate in parts")
+        chooser = self.decoder(decoder, **decoder_options)
         if rng is None:
             rng = self.decoder_rng() if seed is None else np.random.default_rng(seed)
         ids = predict(self.network, self.params, self.prefix_ids(prefix), length, chooser, rng)
         generated = detokenize(self.vocab.decode(ids), config.tokens)
-        separator = " " if config.tokens == "word" and generated else ""
+        separator = " " if config.tokens == "word" and generated else ""  # words: one space after the prefix
         return prefix + separator + generated
 
     def decoder_rng(self) -> np.random.Generator:
@@ -142,7 +199,7 @@ class Run:
         return result
 
 
-def _check_long_enough(config: RunConfig, sampler, data: Dataset) -> None:
+def _check_long_enough(config: RunConfig, sampler: Any, data: Dataset) -> None:
     if sampler.min_batches(len(data.train_ids), config.batch_size, config.num_steps) < 1:
         raise ConfigError(
             f"--num-steps {config.num_steps} with --batch-size {config.batch_size} needs more than "
@@ -151,75 +208,71 @@ def _check_long_enough(config: RunConfig, sampler, data: Dataset) -> None:
 
 def train(
     progress: Progress | None = None, registry: Registry | None = None, resume: str | Path | None = None,
-    should_stop: Callable[[], int | None] | None = None, **options: Any,
+    should_stop: Callable[[], int | None] | None = None, preset: str | None = None,
+    config: str | Path | None = None, **options: Any,
 ) -> Run:
-    """Train a model from keyword options (the CLI's, with underscores) and return the `Run`.
+    """Train a model and return the `Run`. ``options`` are the CLI's with underscores, component
+    options included (``decoder="temperature", temperature=0.8``); ``preset=NAME`` and
+    ``config=FILE.toml`` supply values underneath them.
 
     ``progress(event, payload)`` is called with ``("start", info)``, ``("epoch", row)``,
     ``("sample", text)`` and ``("checkpoint", folder)``. With ``out=DIR`` the folder gets
-    ``metrics.jsonl``, ``summary.json`` and ``checkpoint/`` (every ``checkpoint_every`` epochs, at
-    the end and when interrupted). ``resume=DIR`` continues the run checkpointed there; ``options``
-    then holds only what to change (`seqkit.checkpoint.RESUMABLE`). ``should_stop()`` is polled
-    after every minibatch: a signal number stops training with a checkpoint and raises
-    `TrainingInterrupted` (as does Ctrl-C)."""
+    ``metrics.jsonl`` (a header row with the configuration, then one row per epoch),
+    ``summary.json`` and ``checkpoint/`` (every ``checkpoint_every`` epochs, at the end and when
+    interrupted). ``resume=DIR`` continues the run checkpointed there; ``options`` then holds only
+    what to change. ``should_stop()`` is polled after every minibatch: a signal number stops
+    training with a checkpoint and raises `TrainingInterrupted` (as does Ctrl-C)."""
     registry = registry or get_registry()
-    ckpt = read_checkpoint(resume) if resume is not None else None
-    if ckpt is not None:
-        options = resume_options(ckpt, options)
-    config = RunConfig.from_options(**options)
-    if ckpt is not None:
-        ckpt.model_spec(registry, config)  # the checkpoint is consistent in itself
     notify = progress or (lambda event, payload: None)
 
-    backend_cls = registry.get("backend", config.backend)
-    cell = registry.create("cell", config.cell)
-    sampler = registry.create("sampler", config.sampler, random_offset=config.random_offset)
-    clipper = registry.create("clipper", config.clipper, clip_theta=config.clip_theta)
-    optimizer = registry.create("optimizer", config.optimizer, beta1=config.beta1, beta2=config.beta2, eps=config.eps)
-    registry.create("decoder", config.decoder, temperature=config.temperature, alpha=config.alpha)
-    out_dir = prepare_out_dir(config.out) if config.out else None
+    # 1. configuration
+    ckpt = read_checkpoint(resume) if resume is not None else None
+    if ckpt is None:
+        run_config = configure(options, preset, config, registry)
+    elif preset is not None or config is not None:
+        raise ConfigError("--resume continues a run with its own configuration: leave out --preset and --config")
+    else:
+        run_config = resume_config(registry, ckpt, options)
+        ckpt.model_spec(registry, run_config)  # the checkpoint is consistent in itself
 
-    data = load_dataset(config, registry)
-    _check_long_enough(config, sampler, data)
+    # 2. components
+    parts = create_components(registry, run_config)
+    spec_cell = parts.cell
+
+    # 3. data
+    data = load_dataset(run_config, parts.corpus)
+    _check_long_enough(run_config, parts.sampler, data)
     fingerprint = dataset_fingerprint(data.train_ids, data.val_ids, data.val_fraction)
     if ckpt is not None:
         check_resume_data(ckpt, data.vocab, fingerprint)
-    backend: Backend = backend_cls(device=config.device, dtype=config.dtype)
-    spec = ModelSpec(cell, len(data.vocab), config.hidden, config.embedding)
-    network = make_network(backend, spec, config.impl)
-    streams = seed_streams(config.seed)
-    if ckpt is None:
-        init_rng = np.random.default_rng(streams["init"])
-        params = {k: backend.asarray(v) for k, v in spec.init_params(init_rng).items()}
-        run = Run(config, data.vocab, network, params, [], out_dir, data.default_prefix, registry)
-        run.rng_states = {"init": init_rng.bit_generator.state,
-                          "decoder": np.random.default_rng(streams["decoder"]).bit_generator.state}
-        run.opt_state = optimizer.init_state(backend, params)
-    else:
-        ckpt.check_model(spec, config.batch_size)
-        run = _from_checkpoint(ckpt, config, network, registry, out_dir)
-    run.data_info = fingerprint
-    prefix = run.default_prefix if config.prefix is None else config.prefix
-    run.prefix_ids(prefix)  # fail on unseen prefix tokens before training, not after
+    spec = ModelSpec(spec_cell, len(data.vocab), run_config.hidden, run_config.embedding)
+    network = make_network(parts.backend, spec, run_config.impl)
+    out_dir = prepare_out_dir(run_config.out) if run_config.out else None
 
-    info = {
-        "backend": backend.name, "device": backend.device, "impl": network.impl, "dtype": config.dtype,
-        "vocab_size": len(data.vocab), "train_tokens": len(data.train_ids), "val_tokens": len(data.val_ids),
-        "num_params": int(sum(np.prod(s.shape) for s in spec.param_specs().values())),
-        "out": str(out_dir) if out_dir else None, "epochs": config.epochs,
-        "resumed": {"from": str(ckpt.folder), "epoch": ckpt.epoch, "position": ckpt.position} if ckpt else None,
-    }
+    # 4. initialise or restore
+    if ckpt is None:
+        run = _fresh_run(run_config, data, network, parts, out_dir, registry)
+    else:
+        ckpt.check_model(spec, run_config.batch_size)
+        run = _restored_run(ckpt, run_config, network, registry, out_dir)
+    run.data_info = fingerprint
+    for prefix in run.prefixes:
+        run.prefix_ids(prefix)  # fail on unseen prefix tokens before training, not after
+
+    # 5. fit
+    info = _start_info(run, data, spec, ckpt)
     notify("start", info)
-    sampler_rng = np.random.default_rng(streams["sampler"])
-    recorder = _Recorder(run, info, notify, prefix, sampler_rng, should_stop)
+    sampler_rng = np.random.default_rng(seed_streams(run_config.seed)["sampler"])
+    recorder = _Recorder(run, info, notify, run.prefixes, sampler_rng, should_stop)
     settings = TrainSettings(
-        epochs=config.epochs, batch_size=config.batch_size, num_steps=config.num_steps, lr=config.lr,
-        lr_decay=config.lr_decay, lr_decay_every=config.lr_decay_every, detach=not config.no_detach)
+        epochs=run_config.epochs, batch_size=run_config.batch_size, num_steps=run_config.num_steps,
+        lr=run_config.lr, lr_decay=run_config.lr_decay, lr_decay_every=run_config.lr_decay_every,
+        detach=not run_config.no_detach)
     try:
-        fit(network, run.params, data.train_ids, sampler, clipper, settings, sampler_rng,
+        fit(network, run.params, data.train_ids, parts.sampler, parts.clipper, settings, sampler_rng,
             data.val_ids if len(data.val_ids) else None, recorder.on_epoch,
             resume=run.fit_state, on_step=recorder.on_step, on_interrupt=recorder.on_interrupt,
-            optimizer=optimizer, opt_state=run.opt_state)
+            optimizer=parts.optimizer, opt_state=run.opt_state)
     except DivergedError as exc:
         recorder.write_summary(None, error=str(exc))
         if out_dir:
@@ -230,19 +283,59 @@ def train(
         recorder.write_summary(None, status="interrupted")
         raise TrainingInterrupted(signum, recorder.interrupted_message(signum), recorder.stopped_checkpoint,
                                   run) from None
-    recorder.save(FitState(config.epochs, sampler_rng=sampler_rng.bit_generator.state))
-    sample = run.predict(prefix)
-    notify("sample", sample)
-    recorder.write_summary(sample)
+
+    # 6. save
+    recorder.save(FitState(run_config.epochs, sampler_rng=sampler_rng.bit_generator.state))
+    samples = [run.predict(prefix) for prefix in run.prefixes]
+    for sample in samples:
+        notify("sample", sample)
+    recorder.write_summary(samples)
     return run
+
+
+def _fresh_run(config: RunConfig, data: Dataset, network: Network, parts: Components, out_dir: Path | None,
+               registry: Registry) -> Run:
+    streams = seed_streams(config.seed)
+    init_rng = np.random.default_rng(streams["init"])
+    backend = network.backend
+    params = {k: backend.asarray(v) for k, v in network.spec.init_params(init_rng).items()}
+    run = Run(config, data.vocab, network, params, [], out_dir, data.default_prefix, registry)
+    run.rng_states = {"init": init_rng.bit_generator.state,
+                      "decoder": np.random.default_rng(streams["decoder"]).bit_generator.state}
+    run.opt_state = parts.optimizer.init_state(backend, params)
+    return run
+
+
+def _restored_run(ckpt: Checkpoint, config: RunConfig, network: Network, registry: Registry,
+                  out_dir: Path | None) -> Run:
+    backend = network.backend
+    params = {k: backend.asarray(v) for k, v in sorted(ckpt.params.items())}  # init order: sums follow it
+    run = Run(config, Vocab.from_list(ckpt.vocab), network, params, [dict(r) for r in ckpt.metrics], out_dir,
+              ckpt.state["default_prefix"], registry)
+    run.fit_state = ckpt.fit_state(backend.asarray)
+    run.opt_state = ckpt.optimizer_state(backend.asarray)
+    run.rng_states = ckpt.rng_states
+    run.data_info = ckpt.state.get("data")
+    return run
+
+
+def _start_info(run: Run, data: Dataset, spec: ModelSpec, ckpt: Checkpoint | None) -> dict:
+    backend = run.backend
+    return {
+        "backend": backend.name, "device": backend.device, "impl": run.network.impl, "dtype": backend.dtype,
+        "vocab_size": len(data.vocab), "train_tokens": len(data.train_ids), "val_tokens": len(data.val_ids),
+        "num_params": int(sum(np.prod(s.shape) for s in spec.param_specs().values())),
+        "out": str(run.out_dir) if run.out_dir else None, "epochs": run.config.epochs,
+        "resumed": {"from": str(ckpt.folder), "epoch": ckpt.epoch, "position": ckpt.position} if ckpt else None,
+    }
 
 
 class _Recorder:
     """A training run's side effects: metrics.jsonl, samples, checkpoints, summary.json, stop requests."""
 
-    def __init__(self, run: Run, info: dict, notify: Progress, prefix: str, sampler_rng: np.random.Generator,
-                 should_stop: Callable[[], int | None] | None) -> None:
-        self.run, self.info, self.notify, self.prefix = run, info, notify, prefix
+    def __init__(self, run: Run, info: dict, notify: Progress, prefixes: list[str],
+                 sampler_rng: np.random.Generator, should_stop: Callable[[], int | None] | None) -> None:
+        self.run, self.info, self.notify, self.prefixes = run, info, notify, prefixes
         self.sampler_rng = sampler_rng
         self.should_stop = should_stop
         self.out_dir = run.out_dir
@@ -252,7 +345,9 @@ class _Recorder:
         self.started = time.perf_counter()
         self.metrics_path = self.out_dir / "metrics.jsonl" if self.out_dir else None
         if self.metrics_path:
-            self.metrics_path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in run.history))
+            header = {"header": {"seqkit_version": seqkit.__version__, "config": run.config.to_dict()}}
+            rows = [header, *run.history]
+            self.metrics_path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
 
     @property
     def last_checkpoint(self) -> Path | None:
@@ -276,7 +371,8 @@ class _Recorder:
             append_jsonl(self.metrics_path, row)
         self.notify("epoch", row)
         if row["epoch"] % config.sample_every == 0 and row["epoch"] != config.epochs:
-            self.notify("sample", self.run.predict(self.prefix))
+            for prefix in self.prefixes:
+                self.notify("sample", self.run.predict(prefix))
         every = config.checkpoint_every
         if every and row["epoch"] % every == 0 and row["epoch"] != config.epochs:
             self.save(FitState(row["epoch"], sampler_rng=self.sampler_rng.bit_generator.state))
@@ -296,9 +392,9 @@ class _Recorder:
     def interrupted_message(self, signum: int) -> str:
         return _interrupted_message(signum, self.stopped, self.last_checkpoint, self.out_dir, self.failure)
 
-    def write_summary(self, sample: str | None, error: str | None = None, status: str | None = None) -> None:
+    def write_summary(self, samples: list[str] | None, error: str | None = None, status: str | None = None) -> None:
         if self.out_dir:
-            summary = _summary(self.run, self.info, self.started, sample, error, status, self.last_checkpoint)
+            summary = _summary(self.run, self.info, self.started, samples, error, status, self.last_checkpoint)
             write_json_atomic(self.out_dir / "summary.json", summary)
 
 
@@ -316,56 +412,73 @@ def _interrupted_message(signum: int, state: FitState | None, folder: Path | Non
     return f"{name}: stopped {where}; checkpoint saved in {folder}; continue with: seqkit run --resume {out_dir}"
 
 
-def _from_checkpoint(ckpt: Checkpoint, config: RunConfig, network: Network, registry: Registry,
-                     out_dir: Path | None) -> Run:
-    backend = network.backend
-    params = {k: backend.asarray(v) for k, v in sorted(ckpt.params.items())}  # init order: sums follow it
-    run = Run(config, Vocab.from_list(ckpt.vocab), network, params, [dict(r) for r in ckpt.metrics], out_dir,
-              ckpt.state["default_prefix"], registry)
-    run.fit_state = ckpt.fit_state(backend.asarray)
-    run.opt_state = ckpt.optimizer_state(backend.asarray)
-    run.rng_states = ckpt.rng_states
-    run.data_info = ckpt.state.get("data")
+
+
+def _interrupted_message(signum: int, state: FitState | None, folder: Path | None, out_dir: Path | None,
+                         failure: str | None) -> str:
+    name = signal.Signals(signum).name
+    if state is None:
+        kept = f"; the last checkpoint ({folder}) is kept" if folder else ""
+        why = failure or ("no output folder" if out_dir is None else "stopped during a parameter update")
+        return f"{name}: no checkpoint written ({why}){kept}"
+    where = f"after epoch {state.epoch}" if not state.position else \
+        f"in epoch {state.epoch + 1} after minibatch {state.position}"
+    if out_dir is None:
+        return f"{name}: stopped {where}; the Run (exception.run) can be saved with run.save(path)"
+    return f"{name}: stopped {where}; checkpoint saved in {folder}; continue with: seqkit run --resume {out_dir}"
+
+
+LOAD_KINDS = ("backend", "cell", "decoder")
+
+
+def load(path: str | Path, backend: str = "numpy", registry: Registry | None = None, **options: Any) -> Run:
+    """The `Run` saved at ``path`` (a run's --out folder or its checkpoint folder), on any backend.
+
+    ``options`` may set the backend's options (``device``, ``dtype``), ``impl``, and the decoder
+    with its options; everything else comes from the checkpoint. It predicts, evaluates and saves
+    like a trained run; the checkpoint's own backend is not needed."""
+    registry = registry or get_registry()
+    ckpt = read_checkpoint(path)
+    needed = ("cell",) if "decoder" in options else ("cell", "decoder")
+    missing = missing_components(registry, ckpt.state, needed)
+    if missing:
+        raise CheckpointError(f"cannot load {ckpt.folder}: {missing}")
+    for key in options:
+        if key in CORE_OPTIONS and key not in ("impl", "decoder", "predict_len", "prefix"):
+            raise ConfigError(f"--{key.replace('_', '-')} is fixed by the checkpoint; only the backend, --impl and "
+                              "the decoder can be chosen when loading")
+    base = saved_values(ckpt, registry)
+    base.pop("impl", None)
+    try:
+        config = resolve(registry, {"backend": backend, **options}, base=base, only_kinds=LOAD_KINDS)
+    except ConfigError:
+        raise
+    except CheckpointError:
+        raise
+    spec = ckpt.model_spec(registry, config)
+    backend_obj: Backend = create(registry, config, "backend")
+    run = _restored_run(ckpt, config, make_network(backend_obj, spec, config.impl), registry, None)
     return run
 
 
-def load(path: str | Path, backend: str = "numpy", device: str = "auto", impl: str = "auto",
-         registry: Registry | None = None) -> Run:
-    """The `Run` saved at ``path`` (a run's --out folder or its checkpoint folder), on any backend.
-
-    It predicts, evaluates and saves like a trained run; the checkpoint's own backend is not needed."""
+def corpus_text(config: RunConfig, registry: Registry | None = None, **options: Any) -> tuple[str, str]:
+    """The text of a corpus for evaluation and its name: the run's own corpus (read whole, with its
+    options) unless ``options`` name another corpus or file; ``max_tokens`` cuts it."""
     registry = registry or get_registry()
-    ckpt = read_checkpoint(path)
-    config = ckpt.run_config(backend=backend, device=device, impl=impl, out=None)
-    spec = ckpt.model_spec(registry, config)
-    backend_obj: Backend = registry.get("backend", backend)(device=device, dtype=config.dtype)
-    return _from_checkpoint(ckpt, config, make_network(backend_obj, spec, impl), registry, None)
-
-
-def corpus_text(
-    config: RunConfig, registry: Registry | None = None, corpus: str | None = None,
-    corpus_file: str | None = None, data_dir: str | None = None, encoding: str | None = None,
-    max_tokens: int | None = None,
-) -> tuple[str, str]:
-    """Text to evaluate on and its name: ``corpus`` or ``corpus_file`` read with the config's
-    normalisation and tokenisation (default: the config's own corpus), cut to ``max_tokens``."""
-    if corpus and corpus_file:
+    if options.get("corpus") and options.get("corpus_file"):
         raise ConfigError("pass --corpus or --corpus-file, not both")
-    if max_tokens is not None and max_tokens < 2:
-        raise ConfigError(f"--max-tokens must be an integer > 1, got {max_tokens}")
-    changes: dict[str, Any] = {"data_dir": data_dir or config.data_dir, "encoding": encoding or config.encoding}
-    if corpus_file:
-        changes.update(corpus="file", corpus_file=corpus_file)
-    elif corpus:
-        changes.update(corpus=corpus, corpus_file=None)
-    chosen = dataclasses.replace(config, **changes)
-    text = (registry or get_registry()).create("corpus", chosen.corpus).read(corpus_options(chosen))
-    if max_tokens is not None:
-        text = detokenize(tokenize(text, chosen.tokens)[:max_tokens], chosen.tokens)
-    return text, chosen.corpus_file if chosen.corpus == "file" else chosen.corpus
+    base = {k: v for k, v in config.to_dict().items() if k != "max_tokens"}
+    if options.get("corpus") or options.get("corpus_file"):
+        base.pop("corpus_file", None)
+        base.pop("corpus", None)
+    chosen = resolve(registry, options, base=base, only_kinds=("corpus",))
+    text = create(registry, chosen, "corpus").read()
+    if chosen.max_tokens is not None:
+        text = detokenize(tokenize(text, chosen.tokens)[:chosen.max_tokens], chosen.tokens)
+    return text, chosen.get("corpus_file") if chosen.corpus == "file" else chosen.corpus
 
 
-def _summary(run: Run, info: dict, started: float, sample: str | None, error: str | None,
+def _summary(run: Run, info: dict, started: float, samples: list[str] | None, error: str | None,
              status: str | None = None, checkpoint: Path | None = None) -> dict:
     last = run.history[-1] if run.history else {}
     speeds = [r["tokens_per_s"] for r in run.history if r["tokens_per_s"]]
@@ -374,6 +487,7 @@ def _summary(run: Run, info: dict, started: float, sample: str | None, error: st
         "status": status or ("diverged" if error else "completed"),
         "error": error,
         "config": run.config.to_dict(),
+        "components": component_origins(run.registry, run.config),
         **{k: info[k] for k in ("backend", "device", "impl", "dtype", "vocab_size", "num_params")},
         "epochs_completed": len(run.history),
         "train_ppl": last.get("train_ppl"),
@@ -381,6 +495,7 @@ def _summary(run: Run, info: dict, started: float, sample: str | None, error: st
         "val_bpc": last.get("val_bpc"),
         "tokens_per_s": statistics.median(speeds) if speeds else None,
         "wall_time_s": time.perf_counter() - started,
-        "sample": sample,
+        "sample": samples[0] if samples else None,
+        "samples": samples,
         "checkpoint": str(checkpoint) if checkpoint else None,
     }

@@ -12,12 +12,19 @@ from typing import TYPE_CHECKING, Any, Callable, ClassVar, Sequence
 
 import numpy as np
 
+from seqkit.options import Option
+
 if TYPE_CHECKING:
     from seqkit.network import ModelSpec, Network
 
 Array = Any
 Params = dict[str, Any]
 LossFn = Callable[[Params], "tuple[Array, Any]"]
+
+DEVICE = Option("device", str, "auto", "Device: auto, cpu, cuda, cuda:N (backend-specific).", portable=False)
+DTYPE = Option("dtype", str, "float32", "Floating-point precision of parameters and activations.",
+               choices=("float32", "float64"), resumable=False)
+BACKEND_OPTIONS = (DEVICE, DTYPE)
 
 
 class Backend(ABC):
@@ -34,6 +41,7 @@ class Backend(ABC):
 
     name: ClassVar[str] = ""
     description: ClassVar[str] = ""
+    options: ClassVar[tuple[Option, ...]] = BACKEND_OPTIONS
 
     def __init__(self, device: str = "auto", dtype: str = "float32") -> None:
         self.device = device

@@ -6,6 +6,8 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
+from seqkit.options import Option
+
 
 @dataclass(frozen=True)
 class ParamSpec:
@@ -26,6 +28,7 @@ class Cell(ABC):
 
     name: ClassVar[str] = ""
     description: ClassVar[str] = ""
+    options: ClassVar[tuple[Option, ...]] = ()
 
     @abstractmethod
     def param_specs(self, input_size: int, hidden_size: int) -> dict[str, ParamSpec]:

@@ -1,11 +1,11 @@
 """Portable checkpoints: ``model.safetensors`` (named arrays) and ``state.json`` (everything else).
 
-A checkpoint folder (``<run>/checkpoint/``) holds the parameters as named float arrays and, when
-a run stopped mid-epoch with a sampler that carries the hidden state, that state as ``state.0``,
-``state.1``, ...; ``state.json`` holds the format marker and version, the vocabulary, the full
-config, the training position, every RNG state and the metrics so far. Nothing is pickled and
-loading runs no code. The pair is written into a fresh sibling folder and swapped in with
-renames, so a crash at any point leaves the previous checkpoint readable. See docs/checkpoints.md.
+``state.json`` holds the format marker and version, the vocabulary, every resolved option (the
+components' included, and which plugin provided each component), the training position, every
+RNG state and the metrics so far. Its layout is declared once, in `STATE_SCHEMA`: `run_state`
+builds it and `read_checkpoint` checks it against that table. The arrays are the parameters,
+``state.N`` for a carried hidden state and ``opt.<slot>.<param>`` for optimizer slots. Nothing is
+pickled and loading runs no code; the folder is written by `seqkit.store`. See docs/checkpoints.md.
 """
 
 from __future__ import annotations
@@ -13,10 +13,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
-import signal
-import sys
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,163 +21,20 @@ from typing import TYPE_CHECKING, Any, Callable
 import numpy as np
 
 import seqkit
-from seqkit.config import RunConfig
 from seqkit.engine import FitState, TrainSettings
-from seqkit.errors import ConfigError, SeqkitError
 from seqkit.network import ModelSpec
 from seqkit.optimizer import OptimizerState
+from seqkit.store import (
+    CHECKPOINT_DIR, FORMAT, FORMAT_VERSION, MODEL_FILE, STATE_FILE, CheckpointError, checkpoint_target, locate,
+    run_dir_of, write_checkpoint,
+)
 
 if TYPE_CHECKING:
     from seqkit.api import Run
-    from seqkit.plugins import Registry
-    from seqkit.vocab import Vocab
 
-FORMAT = "seqkit-checkpoint"
-FORMAT_VERSION = 1
-MODEL_FILE = "model.safetensors"
-STATE_FILE = "state.json"
-CHECKPOINT_DIR = "checkpoint"
 STATE_PREFIX = "state."
 OPT_PREFIX = "opt."
 BIT_GENERATORS = ("MT19937", "PCG64", "PCG64DXSM", "Philox", "SFC64")
-# Options a resumed run may set differently from the checkpoint: where it runs and what it prints.
-RESUMABLE = frozenset({
-    "backend", "device", "impl", "epochs", "out", "data_dir", "corpus_file", "log_every",
-    "sample_every", "checkpoint_every", "predict_len", "prefix", "decoder", "temperature", "alpha",
-})
-
-
-class CheckpointError(SeqkitError):
-    """A checkpoint is missing, damaged, from another tool or version, or contradicts the options."""
-
-
-class TrainingInterrupted(KeyboardInterrupt):
-    """Training stopped by a signal or Ctrl-C. ``signum`` is the signal (the CLI exits with
-    128 + signum), ``checkpoint`` the folder the state was saved in (or None) and ``run`` the
-    `seqkit.api.Run` so far."""
-
-    def __init__(self, signum: int = signal.SIGINT, message: str = "",
-                 checkpoint: Path | None = None, run: "Run | None" = None) -> None:
-        super().__init__(message)
-        self.signum = int(signum)
-        self.checkpoint = checkpoint
-        self.run = run
-
-
-class StopSignals:
-    """SIGINT and SIGTERM as a request to stop after the current minibatch (call it to poll).
-
-    `install` while training (main thread only); a second signal stops at once."""
-
-    def __init__(self) -> None:
-        self.signum: int | None = None
-        self._previous: dict[int, Any] = {}
-
-    def __call__(self) -> int | None:
-        return self.signum
-
-    def install(self) -> None:
-        if threading.current_thread() is not threading.main_thread() or self._previous:
-            return
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            self._previous[sig] = signal.signal(sig, self._handle)
-
-    def restore(self) -> None:
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
-        self._previous.clear()
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        if self.signum is not None:
-            raise TrainingInterrupted(signum)
-        self.signum = signum
-        print(f"\n{signal.Signals(signum).name}: stopping after this minibatch to save a checkpoint "
-              "(send it again to stop at once)", file=sys.stderr, flush=True)
-
-
-# -- writing --------------------------------------------------------------------------------------
-def _sibling(folder: Path, kind: str) -> Path:
-    return folder.with_name(f".{folder.name}.{kind}")
-
-
-def _write_file(path: Path, data: bytes) -> None:
-    """Write ``data`` to a temp file beside ``path``, fsync, rename over ``path``."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:  # platforms that cannot open folders
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _recover(folder: Path) -> None:
-    """Finish what an interrupted swap left: the previous checkpoint back in place, debris removed."""
-    old = _sibling(folder, "old")
-    if old.is_dir() and not folder.exists():
-        os.replace(old, folder)
-    shutil.rmtree(old, ignore_errors=True)
-    shutil.rmtree(_sibling(folder, "new"), ignore_errors=True)
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
-
-
-def write_checkpoint(folder: str | os.PathLike, arrays: dict[str, np.ndarray], state: dict) -> Path:
-    """Write the pair atomically as ``folder``: both files go into ``.<name>.new`` (temp file,
-    fsync, rename each), which then replaces ``folder`` by renames. Records the weights' SHA-256
-    in ``state["model"]["sha256"]``. Returns the folder."""
-    from safetensors.numpy import save
-
-    folder = Path(folder)
-    new, old = _sibling(folder, "new"), _sibling(folder, "old")
-    try:
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        _recover(folder)
-        new.mkdir()
-        data = save({k: np.ascontiguousarray(v) for k, v in arrays.items()},
-                    metadata={"format": FORMAT, "format_version": str(FORMAT_VERSION)})
-        state = {**state, "model": {**state.get("model", {}), "sha256": hashlib.sha256(data).hexdigest()}}
-        text = json.dumps(state, indent=1, ensure_ascii=False, default=_json_default) + "\n"
-        _write_file(new / MODEL_FILE, data)
-        _write_file(new / STATE_FILE, text.encode("utf-8"))
-        _fsync_dir(new)
-        if folder.exists():
-            os.replace(folder, old)
-        os.replace(new, folder)
-        _fsync_dir(folder.parent)
-        shutil.rmtree(old, ignore_errors=True)
-    except OSError as exc:
-        shutil.rmtree(new, ignore_errors=True)
-        raise CheckpointError(f"cannot write the checkpoint {folder}: {exc.strerror or exc}") from exc
-    except BaseException:
-        shutil.rmtree(new, ignore_errors=True)
-        raise
-    return folder
-
-
-def checkpoint_target(path: str | os.PathLike) -> Path:
-    """Where `save_run` writes for ``path``: ``path`` itself when it is a checkpoint folder
-    already, else ``path/checkpoint`` (a run's output folder)."""
-    path = Path(path)
-    is_checkpoint = (path / STATE_FILE).is_file() or (not path.exists() and _sibling(path, "old").is_dir())
-    return path if is_checkpoint else path / CHECKPOINT_DIR
-
 
 def generator_from_state(state: dict) -> np.random.Generator:
     """A NumPy generator continuing from a saved ``bit_generator.state`` (validated, no code run)."""
@@ -207,7 +60,7 @@ def run_state(run: "Run") -> tuple[dict[str, np.ndarray], dict]:
     progress = run.fit_state or FitState(epoch=len(run.history))
     if progress.epoch != len(run.history):
         raise CheckpointError(f"internal error: {len(run.history)} metrics rows for {progress.epoch} epochs")
-    dtype = np.dtype(config.dtype)
+    dtype = np.dtype(backend.dtype)
     arrays = {}
     for name, value in sorted(run.params.items()):
         if name.startswith((STATE_PREFIX, OPT_PREFIX)):
@@ -225,6 +78,7 @@ def run_state(run: "Run") -> tuple[dict[str, np.ndarray], dict]:
     spec = run.network.spec
     settings = TrainSettings(config.epochs, config.batch_size, config.num_steps, config.lr,
                              config.lr_decay, config.lr_decay_every)
+    registry = run.registry
     next_epoch = progress.epoch + 1
     state = {
         "format": FORMAT,
@@ -233,13 +87,14 @@ def run_state(run: "Run") -> tuple[dict[str, np.ndarray], dict]:
         "saved_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "model": {
             "cell": spec.cell.name, "vocab_size": spec.vocab_size, "hidden_size": spec.hidden_size,
-            "embedding_dim": spec.embedding_dim, "dtype": config.dtype,
+            "embedding_dim": spec.embedding_dim, "dtype": backend.dtype,
             "trained_on": {"backend": backend.name, "device": backend.device, "impl": run.network.impl},
             "arrays": {k: {"shape": list(v.shape), "dtype": str(v.dtype)} for k, v in arrays.items()},
         },
         "vocab": list(run.vocab.idx_to_token),
         "default_prefix": run.default_prefix,
         "config": run.config.to_dict(),
+        "components": component_origins(registry, run.config),
         "data": run.data_info,
         "training": {
             "epoch": progress.epoch,
@@ -261,43 +116,45 @@ def run_state(run: "Run") -> tuple[dict[str, np.ndarray], dict]:
     return arrays, state
 
 
+def component_origins(registry: Any, config: Any) -> dict[str, dict]:
+    """For each component kind: the selected name, the plugin that provided it and its distribution."""
+    from seqkit.config import KIND_OPTIONS
+
+    origins = {}
+    for kind, option in KIND_OPTIONS.items():
+        name = config.get(option)
+        try:
+            component = registry.component(kind, name)
+        except seqkit.SeqkitError:
+            origins[kind] = {"name": name, "plugin": None, "distribution": None}
+            continue
+        origins[kind] = {"name": name, "plugin": component.plugin, "distribution": component.dist}
+    return origins
+
+
+def missing_components(registry: Any, state: dict, kinds: tuple[str, ...]) -> str | None:
+    """Why the components a checkpoint needs (of ``kinds``) are not installed, or None."""
+    from seqkit.config import KIND_OPTIONS
+
+    origins = state.get("components") or {}
+    notes = []
+    for kind in kinds:
+        name = state["config"].get(KIND_OPTIONS[kind])
+        if name is None or name in registry.names(kind):
+            continue
+        origin = origins.get(kind) or {}
+        plugin, dist = origin.get("plugin"), origin.get("distribution")
+        source = f"plugin {plugin!r}" + (f" (pip install {dist})" if dist else "") if plugin else "a plugin"
+        notes.append(f"{kind} {name!r} from {source}")
+    if not notes:
+        return None
+    return f"this checkpoint needs {', '.join(notes)}, which {'is' if len(notes) == 1 else 'are'} not installed here"
+
+
 def save_run(run: "Run", path: str | os.PathLike) -> Path:
     """Checkpoint ``run`` into `checkpoint_target` (``path``); returns the checkpoint folder."""
     arrays, state = run_state(run)
     return write_checkpoint(checkpoint_target(path), arrays, state)
-
-
-# -- reading --------------------------------------------------------------------------------------
-def _has_files(folder: Path) -> bool:
-    return (folder / STATE_FILE).exists() or (folder / MODEL_FILE).exists()
-
-
-def run_dir_of(folder: Path) -> Path | None:
-    """The run folder a checkpoint folder belongs to (its parent when named ``checkpoint``)."""
-    return folder.parent if folder.name in (CHECKPOINT_DIR, f".{CHECKPOINT_DIR}.old") else None
-
-
-def locate(path: str | os.PathLike) -> Path:
-    """The checkpoint folder meant by ``path``: a run's output folder, a checkpoint folder, or a
-    file in one. Falls back to the previous checkpoint an interrupted save left aside."""
-    given = Path(path).expanduser()
-    if not given.exists():
-        if _sibling(given, "old").is_dir():
-            return _sibling(given, "old")
-        raise CheckpointError(f"{given} does not exist: pass a run's --out folder or its {CHECKPOINT_DIR}/ folder")
-    folder = given
-    if given.is_file():
-        if given.name not in (MODEL_FILE, STATE_FILE):
-            raise CheckpointError(f"{given} is not a seqkit checkpoint: pass the folder holding {MODEL_FILE} "
-                                  f"and {STATE_FILE}, or a run's --out folder")
-        folder = given.parent
-    if _has_files(folder):
-        return folder
-    for candidate in (folder / CHECKPOINT_DIR, _sibling(folder / CHECKPOINT_DIR, "old")):
-        if candidate.is_dir() and _has_files(candidate):
-            return candidate
-    raise CheckpointError(f"{folder} holds no seqkit checkpoint (no {CHECKPOINT_DIR}/ folder, {STATE_FILE} or "
-                          f"{MODEL_FILE}): pass a run's --out folder")
 
 
 def _header(data: bytes) -> dict:
@@ -318,6 +175,26 @@ def _foreign_model_note(file: Path) -> str | None:
         return None
     shown = ", ".join(names[:6]) + (", ..." if len(names) > 6 else "")
     return f"{file} was not written by seqkit (no seqkit format marker; tensors: {shown or 'none'})"
+
+
+# The layout of state.json: dotted key, accepted JSON types, what it holds. `run_state` writes
+# exactly these keys; `_read_state` checks each one before anything else reads the file.
+STATE_SCHEMA: tuple[tuple[str, tuple, str], ...] = (
+    ("vocab", (list,), "a list of tokens"),
+    ("config", (dict,), "an object: every resolved option"),
+    ("default_prefix", (str,), "a string"),
+    ("model.sha256", (str,), "a hex string"),
+    ("model.arrays", (dict,), "an object"),
+    ("training.epoch", (int,), "an integer >= 0"),
+    ("training.position", (int,), "an integer >= 0"),
+    ("training.carried_state", (list, type(None)), "a list of array names or null"),
+    ("training.optimizer.step", (int,), "an integer >= 0"),
+    ("training.optimizer.slots", (list,), "a list of slot names"),
+    ("metrics", (list,), "a list of rows"),
+    ("rng.init", (dict, type(None)), "an object or null"),
+    ("rng.sampler", (dict, type(None)), "an object or null"),
+    ("rng.decoder", (dict, type(None)), "an object or null"),
+)
 
 
 def _get(state: dict, dotted: str, kinds: tuple, what: str, file: Path) -> Any:
@@ -354,32 +231,27 @@ def _read_state(folder: Path) -> dict:
         hint = ": upgrade seqkit" if isinstance(version, int) and version > FORMAT_VERSION else ""
         raise CheckpointError(f"{file} has checkpoint format version {version!r}; seqkit {seqkit.__version__} "
                               f"reads version {FORMAT_VERSION}{hint}")
-    vocab = _get(state, "vocab", (list,), "a list of tokens", file)
+    values = {key: _get(state, key, kinds, what, file) for key, kinds, what in STATE_SCHEMA}
+    vocab = values["vocab"]
     if not vocab or not all(isinstance(t, str) for t in vocab) or len(set(vocab)) != len(vocab):
         raise CheckpointError(f"{file} is malformed: vocab should be a non-empty list of distinct strings")
-    _get(state, "config", (dict,), "an object", file)
-    _get(state, "default_prefix", (str,), "a string", file)
-    _get(state, "model.sha256", (str,), "a hex string", file)
-    _get(state, "model.arrays", (dict,), "an object", file)
-    epoch = _get(state, "training.epoch", (int,), "an integer >= 0", file)
-    position = _get(state, "training.position", (int,), "an integer >= 0", file)
+    epoch, position = values["training.epoch"], values["training.position"]
     if epoch < 0 or position < 0:
         raise CheckpointError(f"{file} is malformed: training.epoch and training.position must be >= 0")
-    names = _get(state, "training.carried_state", (list, type(None)), "a list of array names or null", file)
+    names = values["training.carried_state"]
     if names is not None and not all(isinstance(n, str) and n.startswith(STATE_PREFIX) for n in names):
         raise CheckpointError(f"{file} is malformed: training.carried_state should name {STATE_PREFIX}N arrays")
-    step = _get(state, "training.optimizer.step", (int,), "an integer >= 0", file)
-    slots = _get(state, "training.optimizer.slots", (list,), "a list of slot names", file)
+    step, slots = values["training.optimizer.step"], values["training.optimizer.slots"]
     if step < 0 or not all(isinstance(n, str) and n for n in slots):
         raise CheckpointError(f"{file} is malformed: training.optimizer needs a step >= 0 and slot names")
-    metrics = _get(state, "metrics", (list,), "a list of rows", file)
+    metrics = values["metrics"]
     if len(metrics) != epoch or not all(isinstance(r, dict) for r in metrics):
         raise CheckpointError(f"{file} is malformed: {len(metrics)} metrics rows for {epoch} epochs")
     if position:
         for key in ("loss_sum", "norm_sum", "tokens", "clipped", "train_time"):
             _get(state, f"training.partial.{key}", (int, float), "a number", file)
     for stream in ("init", "sampler", "decoder"):
-        saved = _get(state, f"rng.{stream}", (dict, type(None)), "an object or null", file)
+        saved = values[f"rng.{stream}"]
         if saved is not None:
             try:
                 generator_from_state(saved)
@@ -489,13 +361,6 @@ class Checkpoint:
         names = self.state["training"].get("carried_state")
         return None if not names or not self.position else [self.arrays[n] for n in names]
 
-    def run_config(self, **overrides: Any) -> RunConfig:
-        """The saved config as a `RunConfig`, with ``overrides`` applied."""
-        try:
-            return RunConfig.from_options(**{**self.config, **overrides})
-        except (ConfigError, TypeError) as exc:
-            raise CheckpointError(f"{STATE_FILE} in {self.folder} has an invalid config: {exc}") from None
-
     def check_model(self, spec: ModelSpec, batch_size: int) -> None:
         """Raise `CheckpointError` unless the arrays fit ``spec`` (and the carried state the batch)."""
         expected = {k: tuple(v.shape) for k, v in spec.param_specs().items()}
@@ -515,9 +380,10 @@ class Checkpoint:
             raise CheckpointError(f"{STATE_FILE} in {self.folder} disagrees with the arrays in {MODEL_FILE}: "
                                   f"{_shape_diff(actual, expected, source)}")
 
-    def model_spec(self, registry: "Registry", config: RunConfig) -> ModelSpec:
+    def model_spec(self, registry: Any, config: Any) -> ModelSpec:
         """The `ModelSpec` the config describes, checked against the arrays."""
-        spec = ModelSpec(registry.create("cell", config.cell), len(self.vocab), config.hidden, config.embedding)
+        cell = registry.create("cell", config.cell, **config.component_options("cell"))
+        spec = ModelSpec(cell, len(self.vocab), config.hidden, config.embedding)
         self.check_model(spec, config.batch_size)
         return spec
 
@@ -543,56 +409,3 @@ def read_checkpoint(path: str | os.PathLike) -> Checkpoint:
     folder = locate(path)
     state = _read_state(folder)
     return Checkpoint(folder, state, _read_arrays(folder, state))
-
-
-# -- resuming -------------------------------------------------------------------------------------
-def _show(value: Any) -> str:
-    if isinstance(value, bool):
-        return "on" if value else "off"
-    return "(default)" if value is None else str(value)
-
-
-def resume_options(ckpt: Checkpoint, given: dict[str, Any]) -> dict[str, Any]:
-    """The saved options updated with ``given`` (the options set explicitly), or a
-    `CheckpointError` naming every given option that contradicts the checkpoint."""
-    saved = ckpt.config
-    saved_val = (ckpt.state.get("data") or {}).get("val_fraction")
-    clashes = []
-    for name, value in given.items():
-        if name in RESUMABLE or name not in saved or value == saved[name]:
-            continue
-        if name == "val_fraction" and value == saved_val:
-            continue
-        clashes.append(f"--{name.replace('_', '-')} {_show(value)} (checkpoint: {_show(saved[name])})")
-    if given.get("corpus_file") is not None and saved.get("corpus") != "file":
-        clashes.append(f"--corpus-file (checkpoint: --corpus {saved.get('corpus')})")
-    if clashes:
-        raise CheckpointError(f"{', '.join(clashes)} {'contradicts' if len(clashes) == 1 else 'contradict'} the "
-                              f"checkpoint in {ckpt.folder}: leave {'it' if len(clashes) == 1 else 'them'} out to "
-                              "resume, or start a new run")
-    options = {**saved, **given}
-    if "out" not in given:
-        options["out"] = str(ckpt.run_dir) if ckpt.run_dir else None
-    done = ckpt.epoch
-    if not isinstance(options.get("epochs"), int) or options["epochs"] <= done:
-        if "epochs" in given:
-            raise CheckpointError(f"--epochs {given['epochs']}: the checkpoint in {ckpt.folder} has already "
-                                  f"completed {done} epochs; pass a larger --epochs to train further")
-        raise CheckpointError(f"the run in {ckpt.folder} already completed all {done} epochs; pass --epochs N "
-                              f"with N > {done} to train further")
-    if ckpt.state["rng"]["sampler"] is None:
-        raise CheckpointError(f"{ckpt.folder} has no training state (no sampler RNG state): it can generate and "
-                              "evaluate but not resume")
-    return options
-
-
-def check_resume_data(ckpt: Checkpoint, vocab: "Vocab", fingerprint: dict) -> None:
-    """Raise `CheckpointError` unless the training text is the one the checkpoint was trained on."""
-    saved = ckpt.state.get("data") or {}
-    same_vocab = list(vocab.idx_to_token) == ckpt.vocab
-    if same_vocab and saved.get("sha256") in (None, fingerprint["sha256"]):
-        return
-    what = "its vocabulary differs" if not same_vocab else \
-        f"{fingerprint['train_tokens']:,} training tokens now, {saved.get('train_tokens', 0):,} then, or other tokens"
-    raise CheckpointError(f"the training text differs from the one the checkpoint in {ckpt.folder} was trained on "
-                          f"({what}): resume needs the same corpus text and options")

@@ -1,4 +1,9 @@
-"""The ``seqkit`` command line: a thin layer over the Python API. Frameworks load lazily."""
+"""The ``seqkit`` command line: a thin layer over the Python API, its options generated from the
+declared option schema (the engine's options and those of every installed component).
+
+Frameworks load lazily: ``seqkit --help`` and ``seqkit run --help`` read the components'
+declarations without importing torch or mxnet.
+"""
 
 from __future__ import annotations
 
@@ -6,15 +11,16 @@ import functools
 import json
 import signal
 import sys
-from typing import Any, Callable
+import threading
+from typing import Any, Callable, Iterable
 
 import click
 from click.core import ParameterSource
 
-from seqkit.config import DTYPES, IMPLS, NORMALIZE, TOKENS, RunConfig
-from seqkit.errors import ConfigError, SeqkitError
+from seqkit.errors import ConfigError, SeqkitError, TrainingInterrupted
+from seqkit.options import Option
 
-D = RunConfig()
+EXPLICIT_SOURCES = (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)
 
 
 def friendly_errors(command: Callable) -> Callable:
@@ -34,79 +40,177 @@ def friendly_errors(command: Callable) -> Callable:
     return wrapper
 
 
+class StopSignals:
+    """SIGINT and SIGTERM as a request to stop after the current minibatch (call it to poll).
+
+    `install` while training (main thread only); a second signal stops at once."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._previous: dict[int, Any] = {}
+
+    def __call__(self) -> int | None:
+        return self.signum
+
+    def install(self) -> None:
+        if threading.current_thread() is not threading.main_thread() or self._previous:
+            return
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self._previous[sig] = signal.signal(sig, self._handle)
+
+    def restore(self) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        self._previous.clear()
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.signum is not None:
+            raise TrainingInterrupted(signum)
+        self.signum = signum
+        print(f"\n{signal.Signals(signum).name}: stopping after this minibatch to save a checkpoint "
+              "(send it again to stop at once)", file=sys.stderr, flush=True)
+
+
+
+def click_option(opt: Option, help_text: str | None = None) -> click.Option:
+    """The click flag for a declared option. Its default is "not given": the schema decides."""
+    name = opt.name.replace("_", "-")
+    if opt.type is bool:
+        base = name[3:] if name.startswith("no-") else name
+        decls = [f"--no-{base}/--{base}" if name.startswith("no-") else f"--{base}/--no-{base}", opt.name]
+        return click.Option(decls, default=None, help=help_text or opt.help)
+    click_type = {str: click.STRING, int: click.INT, float: click.FLOAT}[opt.type]
+    return click.Option([opt.flag, opt.name], type=click_type, default=None, multiple=opt.multiple,
+                        help=help_text or opt.help, metavar=opt.type_name.split()[-1].upper())
+
+
+def explicit_values(ctx: click.Context, values: dict[str, Any], names: Iterable[str]) -> dict[str, Any]:
+    """The schema options the user typed (not defaults), as API keywords."""
+    given = {}
+    for name in names:
+        if ctx.get_parameter_source(name) in EXPLICIT_SOURCES:
+            value = values[name]
+            given[name] = list(value) if isinstance(value, tuple) else value
+    return given
+
+
+class SchemaCommand(click.Command):
+    """A command whose flags come from the option schema, built on first use; ``--help`` groups
+    them: the command's own, the engine's by topic, then each installed component's."""
+
+    def __init__(self, *args: Any, core: tuple[str, ...] | None, kinds: tuple[str, ...], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.core, self.kinds = core, kinds
+        self.schema_names: list[str] = []
+        self._loaded = False
+
+    def _load(self) -> None:
+        if self._loaded:
+            return
+        self._loaded = True
+        from seqkit.config import CORE_GROUPS
+        from seqkit.plugins import get_registry
+
+        for group in CORE_GROUPS.values():
+            for opt in group:
+                if self.core is None or opt.name in self.core:
+                    self.params.append(click_option(opt))
+                    self.schema_names.append(opt.name)
+        registry = get_registry()
+        for kind in self.kinds:
+            for component in registry.components(kind):
+                for opt in component.options:
+                    if opt.name not in self.schema_names:
+                        self.params.append(click_option(opt))
+                        self.schema_names.append(opt.name)
+
+    def get_params(self, ctx: click.Context) -> list[click.Parameter]:
+        self._load()
+        return super().get_params(ctx)
+
+    def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        from seqkit.config import CORE_GROUPS
+        from seqkit.plugins import get_registry
+
+        self._load()
+        own = [p.get_help_record(ctx) for p in self.get_params(ctx)
+               if p.name not in self.schema_names and isinstance(p, click.Option)]
+        with formatter.section("Options"):
+            formatter.write_dl([r for r in own if r])
+        for title, group in CORE_GROUPS.items():
+            rows = [_row(opt) for opt in group if self.core is None or opt.name in self.core]
+            if rows:
+                with formatter.section(title):
+                    formatter.write_dl(rows)
+        registry = get_registry()
+        for kind in self.kinds:
+            for component in registry.components(kind):
+                if component.options:
+                    with formatter.section(f"{kind} {component.name} (plugin {component.plugin})"):
+                        formatter.write_dl([_row(opt) for opt in component.options])
+
+
+def _row(opt: Option) -> tuple[str, str]:
+    name = opt.name.replace("_", "-")
+    if opt.type is bool:
+        flag = f"--{name}" if opt.default is not True else f"--{name} / --no-{name}"
+        if name.startswith("no-"):
+            flag = f"--{name}"
+    else:
+        flag = f"{opt.flag} {opt.type_name.split()[-1].upper()}"
+    extra = []
+    if opt.constraint():
+        extra.append(opt.constraint())
+    if opt.default is not None:
+        extra.append(f"default: {opt.default_text()}")
+    if opt.multiple:
+        extra.append("repeatable")
+    tail = f"  [{'; '.join(extra)}]" if extra else ""
+    return flag, f"{opt.help}{tail}"
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="seqkit")
 def main() -> None:
     """seqkit: train and sample recurrent language models on any array framework."""
 
 
-@main.command()
-@click.option("--backend", default=D.backend, show_default=True, help="Array framework (see `seqkit plugins`).")
-@click.option("--device", default=D.device, show_default=True, help="auto, cpu, cuda, cuda:N (backend-specific).")
-@click.option("--dtype", type=click.Choice(DTYPES), default=D.dtype, show_default=True)
-@click.option("--impl", type=click.Choice(IMPLS), default=D.impl, show_default=True,
-              help="scratch = generic autodiff of the cell; fused = the backend's fast path.")
-@click.option("--corpus", default=D.corpus, show_default=True, help="timemachine, lyrics, shakespeare, ...")
-@click.option("--corpus-file", type=click.Path(dir_okay=False), default=None, help="Train on any text file.")
-@click.option("--data-dir", type=click.Path(file_okay=False), default=None,
-              help="Folder holding corpus files for offline use (also $SEQKIT_DATA).")
-@click.option("--encoding", default=D.encoding, show_default=True, help="Encoding of --corpus-file.")
-@click.option("--normalize", type=click.Choice(NORMALIZE), default=D.normalize, show_default=True)
-@click.option("--tokens", type=click.Choice(TOKENS), default=D.tokens, show_default=True)
-@click.option("--max-tokens", type=int, default=None, help="Keep only the first N tokens.")
-@click.option("--val-fraction", type=float, default=None, help="Hold out the last fraction F (corpus default).")
-@click.option("--sampler", default=D.sampler, show_default=True, help="random or sequential.")
-@click.option("--random-offset/--no-random-offset", default=D.random_offset, show_default=True,
-              help="Start each epoch's partition at a random offset (d2l 2nd ed.) or at 0 (d2l-zh, 1st ed.).")
-@click.option("--no-detach", is_flag=True, help="Let gradients flow across the minibatches of an epoch.")
-@click.option("--cell", default=D.cell, show_default=True)
-@click.option("--hidden", type=int, default=D.hidden, show_default=True)
-@click.option("--embedding", type=int, default=D.embedding, show_default=True, help="Embedding width (0 = one-hot).")
-@click.option("--clipper", default=D.clipper, show_default=True, help="norm or none.")
-@click.option("--clip-theta", type=float, default=D.clip_theta, show_default=True)
-@click.option("--decoder", default=D.decoder, show_default=True, help="greedy, temperature or alpha.")
-@click.option("--temperature", type=float, default=D.temperature, show_default=True)
-@click.option("--alpha", type=float, default=D.alpha, show_default=True)
-@click.option("--epochs", type=int, default=D.epochs, show_default=True)
-@click.option("--batch-size", type=int, default=D.batch_size, show_default=True)
-@click.option("--num-steps", type=int, default=D.num_steps, show_default=True)
-@click.option("--optimizer", default=D.optimizer, show_default=True, help="sgd (the lesson) or adam.")
-@click.option("--lr", type=float, default=D.lr, show_default=True)
-@click.option("--beta1", type=float, default=D.beta1, show_default=True, help="Adam's first-moment decay.")
-@click.option("--beta2", type=float, default=D.beta2, show_default=True, help="Adam's second-moment decay.")
-@click.option("--eps", type=float, default=D.eps, show_default=True, help="Adam's denominator epsilon.")
-@click.option("--lr-decay", type=float, default=D.lr_decay, show_default=True, help="Multiply lr by this ...")
-@click.option("--lr-decay-every", type=int, default=D.lr_decay_every, show_default=True, help="... every N epochs.")
-@click.option("--seed", type=int, default=D.seed, show_default=True)
-@click.option("--prefix", default=None, help="Sample prefix (corpus default).")
-@click.option("--predict-len", type=int, default=D.predict_len, show_default=True)
-@click.option("--sample-every", type=int, default=D.sample_every, show_default=True)
-@click.option("--log-every", type=int, default=D.log_every, show_default=True)
-@click.option("--checkpoint-every", type=int, default=D.checkpoint_every, show_default=True,
-              help="Save a checkpoint every N epochs (0 = only at the end and when interrupted).")
-@click.option("--out", type=click.Path(file_okay=False), default=None,
-              help="Output folder (default: a new folder under runs/).")
+@main.command(cls=SchemaCommand, core=None, kinds=("backend", "corpus", "sampler", "cell", "optimizer", "clipper",
+                                                   "decoder"))
+@click.option("--preset", default=None, help="Start from a named configuration (see `seqkit presets`).")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None,
+              help="Read options from a TOML file; flags override it.")
+@click.option("--print-config", is_flag=True, help="Print the resolved configuration as TOML and exit.")
 @click.option("--resume", type=click.Path(), default=None,
               help="Continue the run checkpointed in this folder; options given change only what may change.")
+@click.pass_context
 @friendly_errors
-def run(resume: str | None, **options: Any) -> None:
+def run(ctx: click.Context, preset: str | None, config_file: str | None, print_config: bool, resume: str | None,
+        **values: Any) -> None:
     """Train a model, printing perplexity and samples; writes summary.json, metrics.jsonl and
     checkpoint/. Ctrl-C or SIGTERM saves a checkpoint and exits (130, 143)."""
-    from seqkit.api import train
-    from seqkit.checkpoint import StopSignals, locate, run_dir_of
+    from seqkit.api import configure, train
     from seqkit.console import RunPrinter
     from seqkit.output import default_out_dir
+    from seqkit.store import locate, run_dir_of
 
+    options = explicit_values(ctx, values, ctx.command.schema_names)
+    if print_config:
+        from seqkit.configfile import config_to_toml
+
+        if resume is not None:
+            raise ConfigError("--print-config prints a new run's configuration; leave out --resume")
+        click.echo(config_to_toml(configure(options, preset, config_file),
+                                  header="# seqkit run --config FILE reads this back\n"), nl=False)
+        return
     if resume is not None:
-        ctx = click.get_current_context()
-        options = {k: v for k, v in options.items()
-                   if ctx.get_parameter_source(k) not in (ParameterSource.DEFAULT, ParameterSource.DEFAULT_MAP)}
         if "out" not in options and run_dir_of(locate(resume)) is None:
-            options["out"] = str(default_out_dir("resumed", options.get("backend", D.backend)))
-    elif options["out"] is None:
-        corpus = "file" if options["corpus_file"] else options["corpus"]
-        options["out"] = str(default_out_dir(corpus, options["backend"]))
-    printer = RunPrinter(options.get("epochs", D.epochs), options.get("log_every", D.log_every))
+            options["out"] = str(default_out_dir("resumed", options.get("backend", "numpy")))
+    else:
+        resolved = configure(options, preset, config_file)
+        if resolved.out is None:
+            options["out"] = str(default_out_dir(resolved.corpus, resolved.backend))
+    printer = RunPrinter(options.get("epochs", 0), options.get("log_every", 10))
     stop = StopSignals()
 
     def progress(event: str, payload: Any) -> None:
@@ -115,69 +219,57 @@ def run(resume: str | None, **options: Any) -> None:
         printer(event, payload)
 
     try:
-        result = train(progress=progress, resume=resume, should_stop=stop, **options)
+        result = train(progress=progress, resume=resume, should_stop=stop, preset=preset, config=config_file,
+                       **options)
     finally:
         stop.restore()
     printer.done(str(result.out_dir) if result.out_dir else None)
 
 
-def _checkpoint_options(command: Callable) -> Callable:
-    for decorator in reversed((
-        click.argument("path", type=click.Path()),
-        click.option("--backend", default="numpy", show_default=True,
-                     help="Array framework to run on (any installed one; need not be the training one)."),
-        click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N (backend-specific)."),
-        click.option("--impl", type=click.Choice(IMPLS), default="auto", show_default=True),
-    )):
-        command = decorator(command)
-    return command
-
-
-@main.command()
-@_checkpoint_options
-@click.option("--prefix", default=None, help="Text to warm up on (default: the run's prefix).")
+@main.command(cls=SchemaCommand, core=("backend", "impl", "decoder", "prefix"), kinds=("backend", "decoder"))
+@click.argument("path", type=click.Path())
 @click.option("--length", type=int, default=None, help="Tokens to generate (default: the run's --predict-len).")
-@click.option("--decoder", default=None, help="greedy, temperature or alpha (default: the run's).")
-@click.option("--temperature", type=float, default=None, help="For --decoder temperature (default: the run's).")
-@click.option("--alpha", type=float, default=None, help="For --decoder alpha (default: the run's).")
 @click.option("--seed", type=int, default=None, help="Decoder seed (default: the run's decoder stream).")
 @click.option("--num-samples", type=int, default=1, show_default=True)
+@click.pass_context
 @friendly_errors
-def generate(path: str, backend: str, device: str, impl: str, prefix: str | None, length: int | None,
-             decoder: str | None, temperature: float | None, alpha: float | None, seed: int | None,
-             num_samples: int) -> None:
-    """Print text generated from the checkpoint at PATH (a run's --out folder or its checkpoint/)."""
+def generate(ctx: click.Context, path: str, length: int | None, seed: int | None, num_samples: int,
+             **values: Any) -> None:
+    """Print text generated from the checkpoint at PATH (a run's --out folder or its checkpoint/).
+    The decoder and its options default to the run's; the backend to numpy."""
     import numpy as np
 
     from seqkit.api import load
 
     if num_samples < 1:
         raise ConfigError(f"--num-samples must be >= 1, got {num_samples}")
-    model = load(path, backend=backend, device=device, impl=impl)
+    options = explicit_values(ctx, values, ctx.command.schema_names)
+    prefixes = options.pop("prefix", None)
+    model = load(path, **options)
     rng = model.decoder_rng() if seed is None else np.random.default_rng(seed)
-    for i in range(num_samples):
-        if num_samples > 1:
-            click.echo(f"--- sample {i + 1} of {num_samples} ---")
-        click.echo(model.predict(prefix, length, decoder, temperature, alpha, rng=rng))
+    for prefix in prefixes or model.prefixes[:1]:
+        for i in range(num_samples):
+            if num_samples > 1:
+                click.echo(f"--- sample {i + 1} of {num_samples} ---")
+            click.echo(model.predict(prefix, length, rng=rng))
 
 
-@main.command()
-@_checkpoint_options
-@click.option("--corpus", default=None, help="Corpus to evaluate on (default: the run's own, normalised as it was).")
-@click.option("--corpus-file", type=click.Path(dir_okay=False), default=None, help="Evaluate on any text file.")
-@click.option("--data-dir", type=click.Path(file_okay=False), default=None,
-              help="Folder holding corpus files for offline use (also $SEQKIT_DATA).")
-@click.option("--encoding", default=None, help="Encoding of --corpus-file (default: the run's).")
-@click.option("--max-tokens", type=int, default=None, help="Use only the first N tokens.")
+@main.command(cls=SchemaCommand, core=("backend", "impl", "corpus", "max_tokens"), kinds=("backend", "corpus"))
+@click.argument("path", type=click.Path())
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.pass_context
 @friendly_errors
-def evaluate(path: str, backend: str, device: str, impl: str, corpus: str | None, corpus_file: str | None,
-             data_dir: str | None, encoding: str | None, max_tokens: int | None, as_json: bool) -> None:
-    """Print perplexity and bits per token of the checkpoint at PATH on a corpus or text file."""
+def evaluate(ctx: click.Context, path: str, as_json: bool, **values: Any) -> None:
+    """Print perplexity and bits per token of the checkpoint at PATH on a corpus or text file
+    (default: the run's own corpus, read whole, normalised as it was)."""
     from seqkit.api import corpus_text, load
+    from seqkit.plugins import get_registry
 
-    model = load(path, backend=backend, device=device, impl=impl)
-    text, name = corpus_text(model.config, None, corpus, corpus_file, data_dir, encoding, max_tokens)
+    options = explicit_values(ctx, values, ctx.command.schema_names)
+    corpus_names = {"corpus", "max_tokens"} | {o.name for c in get_registry().components("corpus") for o in c.options}
+    corpus_options = {k: options.pop(k) for k in list(options) if k in corpus_names}
+    model = load(path, **options)
+    text, name = corpus_text(model.config, **corpus_options)
     result = model.evaluate(text)
     result.update(text=name, backend=model.backend.name, device=model.backend.device)
     if as_json:
@@ -215,3 +307,19 @@ def plugins(as_json: bool) -> None:
         click.echo(json.dumps(plugins_as_dicts(registry), indent=2))
     else:
         plugin_table(registry)
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@friendly_errors
+def presets(as_json: bool) -> None:
+    """List the presets (`seqkit run --preset NAME`): what each reproduces and the curve it should give."""
+    from seqkit.console import preset_table
+    from seqkit.plugins import get_registry
+
+    registry = get_registry()
+    rows = [registry.presets[name].as_dict() for name in sorted(registry.presets)]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
+    else:
+        preset_table(rows)

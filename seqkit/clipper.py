@@ -6,6 +6,7 @@ from abc import ABC, abstractmethod
 from typing import ClassVar
 
 from seqkit.backend import Backend, Params
+from seqkit.options import Option
 
 
 class Clipper(ABC):
@@ -17,6 +18,7 @@ class Clipper(ABC):
 
     name: ClassVar[str] = ""
     description: ClassVar[str] = ""
+    options: ClassVar[tuple[Option, ...]] = ()
 
     @abstractmethod
     def clip(self, backend: Backend, grads: Params) -> tuple[Params, float, bool]:

@@ -1,121 +1,185 @@
-"""Run configuration: one plain dataclass of values, validated before any work starts."""
+"""The engine's own options, and resolving a run's configuration from every source.
+
+A run's options come in layers: declared defaults < a preset < a config file < what the user
+typed (flags or keywords). `resolve` merges them, picks the components, keeps exactly the options
+the engine and the selected components declare, and validates each value once, through its
+`seqkit.options.Option`. Values from a preset or a config file for a component that is not
+selected are ignored; a value given explicitly that no selected component uses is an error.
+"""
 
 from __future__ import annotations
 
-import dataclasses
-import difflib
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Iterator, Mapping
 
 from seqkit.errors import ConfigError
+from seqkit.options import Option, nearest, show_value
 
-IMPLS = ("auto", "scratch", "fused")
-DTYPES = ("float32", "float64")
-NORMALIZE = ("default", "none")
-TOKENS = ("char", "word")
+if TYPE_CHECKING:
+    from seqkit.plugins import Registry
+
+# kind -> the core option that selects it, in the order components are listed
+KIND_OPTIONS = {
+    "backend": "backend", "corpus": "corpus", "sampler": "sampler", "cell": "cell",
+    "optimizer": "optimizer", "clipper": "clipper", "decoder": "decoder",
+}
+
+CORE_GROUPS: dict[str, tuple[Option, ...]] = {
+    "Components": (
+        Option("backend", str, "numpy", "Array framework (see `seqkit plugins`).", resumable=True),
+        Option("impl", str, "auto", "scratch = generic autodiff of the cell; fused = the backend's fast path.",
+               choices=("auto", "scratch", "fused"), resumable=True),
+        Option("corpus", str, "timemachine", "Text source (--corpus-file PATH implies --corpus file)."),
+        Option("sampler", str, "sequential", "Minibatch scheme: random or sequential."),
+        Option("cell", str, "rnn-tanh", "Recurrent cell."),
+        Option("optimizer", str, "sgd", "Update rule: sgd (the lesson) or adam."),
+        Option("clipper", str, "norm", "Gradient transform: norm or none."),
+        Option("decoder", str, "greedy", "Next-token picker for samples: greedy, temperature or alpha.",
+               resumable=True),
+    ),
+    "Data": (
+        Option("tokens", str, "char", "Tokenise into characters or words.", choices=("char", "word")),
+        Option("max_tokens", int, None, "Keep only the first N tokens.", gt=1, nullable=True),
+        Option("val_fraction", float, None, "Hold out the last fraction F for validation (default: the corpus').",
+               ge=0, lt=1, nullable=True),
+    ),
+    "Model": (
+        Option("hidden", int, 512, "Hidden units.", ge=1),
+        Option("embedding", int, 0, "Embedding width (0 = one-hot inputs).", ge=0),
+    ),
+    "Training": (
+        Option("epochs", int, 500, "Epochs to train.", ge=1, resumable=True),
+        Option("batch_size", int, 32, "Sequences per minibatch.", ge=1),
+        Option("num_steps", int, 35, "Time steps per minibatch (the truncation length of BPTT).", ge=1),
+        Option("lr", float, 1.0, "Learning rate.", gt=0),
+        Option("lr_decay", float, 1.0, "Multiply the learning rate by this ...", gt=0),
+        Option("lr_decay_every", int, 100, "... every N epochs (0 = never).", ge=0),
+        Option("no_detach", bool, False, "Let gradients flow across the minibatches of an epoch."),
+        Option("seed", int, 0, "Seed of parameter init, sampling and decoding.", ge=0),
+    ),
+    "Output": (
+        Option("prefix", str, None, "Sample prefix; repeat for several (default: the corpus').",
+               multiple=True, nullable=True, resumable=True, nonempty=True,
+               hint="generation warms up over at least one token"),
+        Option("predict_len", int, 50, "Tokens per sample.", ge=0, resumable=True),
+        Option("sample_every", int, 50, "Print samples every N epochs.", ge=1, resumable=True),
+        Option("log_every", int, 10, "Print a line every N epochs.", ge=1, resumable=True),
+        Option("checkpoint_every", int, 10, "Save a checkpoint every N epochs (0 = only at the end and when "
+               "interrupted).", ge=0, resumable=True),
+        Option("out", str, None, "Output folder (default: a new folder under runs/).", nullable=True, path=True,
+               resumable=True, portable=False),
+    ),
+}
+CORE_OPTIONS: dict[str, Option] = {opt.name: opt for group in CORE_GROUPS.values() for opt in group}
 
 
 @dataclass
 class RunConfig:
-    """Every option of ``seqkit run`` (CLI flags with dashes, API keywords with underscores).
+    """A resolved configuration: every option the engine and the selected components use.
 
-    ``None`` for ``val_fraction``, ``prefix`` and ``out`` means: the corpus' default, the corpus'
-    default prefix, and no output folder (the CLI picks ``runs/<time>-<corpus>-<backend>``)."""
+    Read values as attributes (``config.hidden``, ``config.clip_theta``) or with ``config[name]``.
+    ``owners`` maps each component option to the ``(kind, component)`` pairs that declared it."""
 
-    backend: str = "numpy"
-    device: str = "auto"
-    dtype: str = "float32"
-    impl: str = "auto"
-    corpus: str = "timemachine"
-    corpus_file: str | None = None
-    data_dir: str | None = None
-    encoding: str = "utf-8"
-    normalize: str = "default"
-    tokens: str = "char"
-    max_tokens: int | None = None
-    val_fraction: float | None = None
-    sampler: str = "sequential"
-    random_offset: bool = True
-    no_detach: bool = False
-    cell: str = "rnn-tanh"
-    hidden: int = 512
-    embedding: int = 0
-    clipper: str = "norm"
-    clip_theta: float = 1.0
-    decoder: str = "greedy"
-    temperature: float = 1.0
-    alpha: float = 1.0
-    epochs: int = 500
-    batch_size: int = 32
-    num_steps: int = 35
-    optimizer: str = "sgd"
-    lr: float = 1.0
-    beta1: float = 0.9
-    beta2: float = 0.999
-    eps: float = 1e-8
-    lr_decay: float = 1.0
-    lr_decay_every: int = 100
-    seed: int = 0
-    prefix: str | None = None
-    predict_len: int = 50
-    sample_every: int = 50
-    log_every: int = 10
-    checkpoint_every: int = 10
-    out: str | None = None
+    values: dict[str, Any]
+    owners: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
 
-    @classmethod
-    def from_options(cls, **options: Any) -> "RunConfig":
-        """Build from keyword options, rejecting unknown names with a suggestion."""
-        names = [f.name for f in dataclasses.fields(cls)]
-        for key in options:
-            if key not in names:
-                close = difflib.get_close_matches(key, names, n=1)
-                hint = f" (did you mean {close[0]!r}?)" if close else ""
-                raise ConfigError(f"unknown option {key!r}{hint}; valid options: {', '.join(names)}")
-        config = cls(**options)
-        if config.corpus_file is not None:
-            config.corpus = "file"
-        config.validate()
-        return config
+    def __getattr__(self, name: str) -> Any:
+        values = self.__dict__.get("values", {})
+        if name in values:
+            return values[name]
+        raise AttributeError(f"the run configuration has no option {name!r}")
+
+    def __getitem__(self, name: str) -> Any:
+        return self.values[name]
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return self.values.get(name, default)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.values)
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """Every resolved value, core options first, then each component's, JSON-ready."""
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.values.items()}
 
-    def validate(self) -> None:
-        """Raise `ConfigError` for the first invalid value, naming the flag and what is allowed."""
-        positive_ints = ("hidden", "batch_size", "num_steps", "epochs", "sample_every", "log_every")
-        for name in positive_ints:
-            _require(getattr(self, name), name, lambda v: isinstance(v, int) and v > 0, "a positive integer")
-        _require(self.embedding, "embedding", lambda v: isinstance(v, int) and v >= 0, "an integer >= 0 (0 = one-hot)")
-        _require(self.predict_len, "predict_len", lambda v: isinstance(v, int) and v >= 0, "an integer >= 0")
-        _require(self.checkpoint_every, "checkpoint_every", lambda v: isinstance(v, int) and v >= 0,
-                 "an integer >= 0 (0 = only at the end and when interrupted)")
-        _require(self.lr_decay_every, "lr_decay_every", lambda v: isinstance(v, int) and v >= 0,
-                 "an integer >= 0 (0 = no decay)")
-        _require(self.lr, "lr", lambda v: v > 0, "> 0")
-        _require(self.lr_decay, "lr_decay", lambda v: v > 0, "> 0")
-        _require(self.beta1, "beta1", lambda v: 0 <= v < 1, "in [0, 1)")
-        _require(self.beta2, "beta2", lambda v: 0 <= v < 1, "in [0, 1)")
-        _require(self.eps, "eps", lambda v: v > 0, "> 0")
-        _require(self.clip_theta, "clip_theta", lambda v: v > 0, "> 0 (use --clipper none to disable clipping)")
-        _require(self.temperature, "temperature", lambda v: v >= 0, ">= 0 (0 means greedy)")
-        _require(self.alpha, "alpha", lambda v: v > 0, "> 0")
-        if self.max_tokens is not None:
-            _require(self.max_tokens, "max_tokens", lambda v: isinstance(v, int) and v > 1, "an integer > 1")
-        if self.val_fraction is not None:
-            _require(self.val_fraction, "val_fraction", lambda v: 0 <= v < 1, "in [0, 1)")
-        for name, choices in (("impl", IMPLS), ("dtype", DTYPES), ("normalize", NORMALIZE), ("tokens", TOKENS)):
-            value = getattr(self, name)
-            if value not in choices:
-                raise ConfigError(f"unknown --{name.replace('_', '-')} {value!r}; choose one of: {', '.join(choices)}")
-        if self.prefix is not None and not self.prefix:
-            raise ConfigError("--prefix must not be empty: generation warms up over at least one token")
+    def component_options(self, kind: str) -> dict[str, Any]:
+        """The keyword arguments the selected component of ``kind`` is constructed with."""
+        name = self.values[KIND_OPTIONS[kind]]
+        return {opt: self.values[opt] for opt, owners in self.owners.items() if (kind, name) in owners}
+
+    def replace(self, registry: "Registry", **changes: Any) -> "RunConfig":
+        """A new resolved config with ``changes`` applied as explicit values."""
+        return resolve(registry, changes, base=self.to_dict())
+
+    @property
+    def prefixes(self) -> list[str] | None:
+        return self.values.get("prefix")
 
 
-def _require(value: Any, name: str, ok, what: str) -> None:
-    try:
-        valid = ok(value)
-    except TypeError:
-        valid = False
-    if not valid:
-        raise ConfigError(f"--{name.replace('_', '-')} must be {what}, got {value!r}")
+def selected(registry: "Registry", values: Mapping[str, Any]) -> dict[str, str]:
+    """The component name of each kind these values select (the core default where unset)."""
+    chosen = {kind: values.get(opt) or CORE_OPTIONS[opt].default for kind, opt in KIND_OPTIONS.items()}
+    if values.get("corpus_file") and not values.get("corpus"):
+        chosen["corpus"] = "file"
+    for kind, name in chosen.items():
+        CORE_OPTIONS[KIND_OPTIONS[kind]].validate(name)
+        registry.component(kind, name)  # unknown names list the valid ones
+    return chosen
+
+
+def resolve(registry: "Registry", explicit: Mapping[str, Any] | None = None,
+            base: Mapping[str, Any] | None = None, only_kinds: tuple[str, ...] | None = None) -> RunConfig:
+    """Merge ``base`` (preset, config file or checkpoint values; ignored where unused) with
+    ``explicit`` (flags or keywords; an error where unused) over the declared defaults.
+
+    ``only_kinds`` limits the components whose options are accepted (``generate`` takes a backend
+    and a decoder). Every value is validated by its declaration; unknown names name the nearest."""
+    explicit = {k: v for k, v in (explicit or {}).items()}
+    base = dict(base or {})
+    schema = registry.option_schema()
+    known = set(CORE_OPTIONS) | set(schema)
+    for source, values in (("option", explicit), ("key", base)):
+        for key in values:
+            if key not in known:
+                raise ConfigError(f"unknown {source} {key!r}{nearest(key, known)}; see `seqkit run --help`")
+    merged = {**base, **explicit}
+    chosen = selected(registry, merged)
+    kinds = only_kinds or tuple(KIND_OPTIONS)
+    owners: dict[str, list[tuple[str, str]]] = {}
+    declared: dict[str, Option] = {}
+    for kind in kinds:
+        for opt in registry.component(kind, chosen[kind]).options:
+            owners.setdefault(opt.name, []).append((kind, chosen[kind]))
+            declared.setdefault(opt.name, opt)
+    for key in explicit:
+        if key not in CORE_OPTIONS and key not in declared:
+            raise ConfigError(_unused_message(registry, key, chosen, kinds))
+    values: dict[str, Any] = {}
+    for name, opt in CORE_OPTIONS.items():
+        values[name] = opt.validate(merged.get(name, opt.default))
+    values.update({KIND_OPTIONS[kind]: chosen[kind] for kind in KIND_OPTIONS})
+    for name, opt in declared.items():
+        for kind, comp in owners[name]:
+            own = next(o for o in registry.component(kind, comp).options if o.name == name)
+            values[name] = own.validate(merged.get(name, own.default))
+    return RunConfig(values, owners)
+
+
+def _unused_message(registry: "Registry", key: str, chosen: dict[str, str], kinds: tuple[str, ...]) -> str:
+    users = [(kind, comp) for kind, comp in registry.option_users(key)]
+    flag = "--" + key.replace("_", "-")
+    if not users:
+        return f"{flag} is not an option of this command"
+    named = ", ".join(f"{kind} {comp!r}" for kind, comp in users)
+    relevant = [kind for kind, _ in users if kind in kinds]
+    if not relevant:
+        return f"{flag} belongs to {named}, which this command does not use"
+    kind = relevant[0]
+    example = next(comp for k, comp in users if k == kind)
+    return (f"{flag} is used by {named}, not by the selected {kind} {chosen[kind]!r}: add "
+            f"--{KIND_OPTIONS[kind]} {example} or leave {flag} out")
+
+
+def describe(config: RunConfig) -> str:
+    """One line per option, for logs."""
+    return "\n".join(f"{k} = {show_value(v)}" for k, v in config.values.items())

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from seqkit.plugins import Registry
@@ -82,9 +83,20 @@ def plugin_table(registry: Registry) -> None:
     for row in plugins_as_dicts(registry):
         if not row["available"]:
             hint = f"; {row['install_hint']}" if row["install_hint"] else ""
-            table.add_row(row["name"], "-", "-", "[red]failed to load[/]", f"{row['error']}{hint}")
-            continue
+            status = "[red]failed to load[/]" if not row["components"] else "[red]refused[/]"
+            table.add_row(row["name"], "-", "-", status, escape(f"{row['error']}{hint}"))
         for comp in row["components"]:
-            status = "[green]available[/]" if comp["available"] else f"[yellow]unavailable[/]: {comp['reason']}"
-            table.add_row(row["name"], comp["kind"], comp["name"], status, comp["description"])
+            status = "[green]available[/]" if comp["available"] else \
+                f"[yellow]unavailable[/]: {escape(comp['reason'])}"
+            table.add_row(row["name"], comp["kind"], comp["name"], status, escape(comp["description"]))
+    console.print(table)
+
+
+def preset_table(rows: list[dict]) -> None:
+    """Print one row per preset: name, plugin, what it reproduces, the curve it should give."""
+    table = Table(title="seqkit presets (seqkit run --preset NAME)")
+    for column in ("preset", "plugin", "description", "source", "expected"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(*(escape(str(row[k])) for k in ("name", "plugin", "description", "source", "expected")))
     console.print(table)

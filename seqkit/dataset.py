@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
 from seqkit.config import RunConfig
-from seqkit.corpus import Corpus, CorpusOptions
+from seqkit.corpus import Corpus
 from seqkit.errors import ConfigError, DataError
-from seqkit.plugins import Registry
 from seqkit.vocab import Vocab, tokenize
 
 DEFAULT_PREFIX_TOKENS = 10
@@ -28,19 +26,9 @@ class Dataset:
     val_fraction: float
 
 
-def corpus_options(config: RunConfig) -> CorpusOptions:
-    return CorpusOptions(
-        data_dir=Path(config.data_dir) if config.data_dir else None,
-        normalize=config.normalize,
-        encoding=config.encoding,
-        path=Path(config.corpus_file) if config.corpus_file else None,
-    )
-
-
-def load_dataset(config: RunConfig, registry: Registry) -> Dataset:
-    """Read the configured corpus and turn it into a `Dataset`, checking it is long enough."""
-    corpus: Corpus = registry.create("corpus", config.corpus)
-    text = corpus.read(corpus_options(config))
+def load_dataset(config: RunConfig, corpus: Corpus) -> Dataset:
+    """Read ``corpus`` and turn it into a `Dataset` as ``config`` says, checking it is long enough."""
+    text = corpus.read()
     tokens = tokenize(text, config.tokens)
     if config.max_tokens is not None:
         tokens = tokens[: config.max_tokens]

@@ -7,6 +7,8 @@ from typing import ClassVar
 
 import numpy as np
 
+from seqkit.options import Option
+
 
 def softmax(logits: np.ndarray) -> np.ndarray:
     """Numerically stable softmax of a 1-D array, in float64."""
@@ -25,6 +27,7 @@ class Decoder(ABC):
 
     name: ClassVar[str] = ""
     description: ClassVar[str] = ""
+    options: ClassVar[tuple[Option, ...]] = ()
 
     @abstractmethod
     def distribution(self, logits: np.ndarray) -> np.ndarray:

@@ -7,12 +7,15 @@ the hooks below, registered under the ``seqkit`` entry-point group::
     mycell = "seqkit_mycell"
 
 Each hook receives a ``register`` callable and calls it once per component it provides:
-``register(ComponentClass)``. The class must subclass the matching interface and set a unique
-``name``; it is instantiated by seqkit with keyword arguments taken from the run options its
-constructor names. Instead of a class a plugin may pass ``seqkit.LazyComponent(...)`` naming
+``register(ComponentClass)``. The class must subclass the matching interface, set a unique
+``name`` and declare its options in ``options`` (a tuple of `seqkit.Option`); seqkit validates
+the values and passes each one to the constructor as a keyword of the same name. The command line
+gets one flag per option (``top_k`` is ``--top-k``), the Python API one keyword. Instead of a class a plugin may pass ``seqkit.LazyComponent(...)`` naming
 ``"module:Class"`` and the modules it needs, so a heavy framework is imported only on use and a
 missing one is reported with an install hint. Every implementation is called (none stops the
-others); registering a name another plugin already registered for the same kind is an error.
+others). A registration that is wrong (no name, not the interface, an abstract method left
+out, a name another plugin already registered, an option that clashes) is refused and recorded
+against the plugin (``seqkit plugins`` shows it); everything else keeps working.
 """
 
 from __future__ import annotations
@@ -31,28 +34,31 @@ Register = Callable[..., None]
 def register_backends(register: Register) -> None:
     """Register `seqkit.Backend` subclasses (array frameworks), e.g. ``register(NumpyBackend)``.
 
-    Selected with ``--backend NAME``; constructed as ``Backend(device=..., dtype=...)``."""
+    Selected with ``--backend NAME``; options ``device`` and ``dtype`` (`seqkit.backend.BACKEND_OPTIONS`)
+    reach the constructor as ``Backend(device=..., dtype=...)``."""
 
 
 @hookspec
 def register_corpora(register: Register) -> None:
     """Register `seqkit.Corpus` subclasses (text sources), e.g. ``register(TimeMachine)``.
 
-    Selected with ``--corpus NAME``; constructed with no arguments."""
+    Selected with ``--corpus NAME``; constructed with its declared options (for example
+    `seqkit.corpus.NORMALIZE` and `seqkit.corpus.DATA_DIR`), then ``read()`` gives the text."""
 
 
 @hookspec
 def register_samplers(register: Register) -> None:
     """Register `seqkit.Sampler` subclasses (minibatch schemes), e.g. ``register(SequentialSampler)``.
 
-    Selected with ``--sampler NAME``; constructed with no arguments."""
+    Selected with ``--sampler NAME``; constructed with its declared options (``random_offset``
+    for the built-ins)."""
 
 
 @hookspec
 def register_cells(register: Register) -> None:
     """Register `seqkit.Cell` subclasses (recurrent steps), e.g. ``register(RNNTanh)``.
 
-    Selected with ``--cell NAME``; constructed with no arguments. A cell written only against the
+    Selected with ``--cell NAME``; constructed with its declared options. A cell written only against the
     backend op surface runs on every backend through ``--impl scratch``."""
 
 
@@ -60,20 +66,31 @@ def register_cells(register: Register) -> None:
 def register_optimizers(register: Register) -> None:
     """Register `seqkit.Optimizer` subclasses (parameter updates), e.g. ``register(Adam)``.
 
-    Selected with ``--optimizer NAME``; constructor arguments ``beta1``, ``beta2`` and ``eps``
-    receive the options of the same name. Per-parameter slots are checkpointed."""
+    Selected with ``--optimizer NAME``; constructed with its declared options (Adam: ``beta1``,
+    ``beta2``, ``eps``). Per-parameter slots are checkpointed."""
 
 
 @hookspec
 def register_clippers(register: Register) -> None:
     """Register `seqkit.Clipper` subclasses (gradient transforms), e.g. ``register(NormClipper)``.
 
-    Selected with ``--clipper NAME``; a constructor argument ``theta`` receives ``--clip-theta``."""
+    Selected with ``--clipper NAME``; constructed with its declared options (``norm``: ``clip_theta``,
+    the ``--clip-theta`` flag)."""
 
 
 @hookspec
 def register_decoders(register: Register) -> None:
     """Register `seqkit.Decoder` subclasses (next-token pickers), e.g. ``register(Greedy)``.
 
-    Selected with ``--decoder NAME``; constructor arguments ``temperature`` and ``alpha`` receive
-    the options of the same name."""
+    Selected with ``--decoder NAME``; constructed with its declared options (``temperature``,
+    ``alpha`` for the built-ins). Decoder options may differ between training, ``seqkit generate``
+    and ``Run.predict``."""
+
+
+@hookspec
+def register_presets(register: Register) -> None:
+    """Register named configurations, e.g. ``register(Preset("my-lesson", {"hidden": 256, ...}))``.
+
+    ``register`` takes a `seqkit.presets.Preset` (`seqkit.presets.presets_in_folder` reads a folder
+    of TOML files). Selected with ``seqkit run --preset NAME``; listed by ``seqkit presets``.
+    Names must be unique across plugins."""

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 from seqkit.backend import Backend, Params
+from seqkit.options import Option
 
 
 @dataclass
@@ -27,6 +28,7 @@ class Optimizer(ABC):
 
     name: ClassVar[str] = ""
     description: ClassVar[str] = ""
+    options: ClassVar[tuple[Option, ...]] = ()
     slots: ClassVar[tuple[str, ...]] = ()
 
     def init_state(self, backend: Backend, params: Params) -> OptimizerState:

@@ -12,7 +12,8 @@ METRICS_FILE = "metrics.jsonl"
 
 
 def read_metrics(run_dir: str | Path) -> list[dict]:
-    """The rows of ``run_dir/metrics.jsonl``; a clear `DataError` when missing, empty or damaged."""
+    """The per-epoch rows of ``run_dir/metrics.jsonl`` (its header row, which holds the run's
+    configuration, left out); a clear `DataError` when missing, empty or damaged."""
     path = Path(run_dir) / METRICS_FILE
     if not path.is_file():
         raise DataError(f"{path} does not exist: pass a run's --out folder")
@@ -21,9 +22,11 @@ def read_metrics(run_dir: str | Path) -> list[dict]:
         if not line.strip():
             continue
         try:
-            rows.append(json.loads(line))
+            row = json.loads(line)
         except json.JSONDecodeError as exc:
             raise DataError(f"{path} line {number} is not valid JSON ({exc.msg})") from None
+        if not (isinstance(row, dict) and "header" in row):
+            rows.append(row)
     if not rows:
         raise DataError(f"{path} has no rows yet: train at least one epoch")
     return rows

@@ -7,6 +7,7 @@ plugin registers. ``SEQKIT_LOAD_PLUGINS=name1,name2`` restricts which entry poin
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import importlib.metadata
 import importlib.util
@@ -25,8 +26,9 @@ from seqkit.cell import Cell
 from seqkit.clipper import Clipper
 from seqkit.corpus import Corpus
 from seqkit.decoder import Decoder
-from seqkit.errors import PluginError, UnavailableError
+from seqkit.errors import ConfigError, PluginError, UnavailableError
 from seqkit.optimizer import Optimizer
+from seqkit.options import Option, check_options, nearest
 from seqkit.sampler import Sampler
 
 ENTRY_POINT_GROUP = "seqkit"
@@ -48,18 +50,21 @@ class LazyComponent:
     """A component whose class is imported only when first used.
 
     ``target`` is ``"package.module:ClassName"``; ``requires`` lists the top-level modules it
-    needs (checked without importing them); ``install_hint`` says how to get them.
+    needs (checked without importing them); ``install_hint`` says how to get them; ``options``
+    declares the component's options (`seqkit.Option`) so the CLI can list them without the import.
+    The class, once loaded, must declare the same options.
     """
 
     def __init__(
         self, name: str, target: str, *, requires: Iterable[str] = (), install_hint: str = "",
-        description: str = "",
+        description: str = "", options: Iterable[Option] = (),
     ) -> None:
         self.name = name
         self.target = target
         self.requires = tuple(requires)
         self.install_hint = install_hint
         self.description = description
+        self.options = check_options(f"component {name!r}", options)
 
     def missing(self) -> list[str]:
         """The required modules that are not installed."""
@@ -79,6 +84,8 @@ class Component:
     plugin: str
     factory: Any
     description: str = ""
+    options: tuple[Option, ...] = ()
+    dist: str | None = None
 
     @property
     def unavailable_reason(self) -> str | None:
@@ -94,13 +101,20 @@ class Component:
             reason = self.unavailable_reason
             if reason:
                 raise UnavailableError(f"{self.kind} {self.name!r} is unavailable: {reason}")
-            return self.factory.load()
+            cls = self.factory.load()
+            loaded = check_options(f"{self.kind} {self.name!r}", getattr(cls, "options", ()))
+            if {o.name: o.type for o in loaded} != {o.name: o.type for o in self.options}:
+                raise PluginError(f"{self.kind} {self.name!r} of plugin {self.plugin!r}: the class declares options "
+                                  f"{sorted(o.name for o in loaded)} but its LazyComponent declares "
+                                  f"{sorted(o.name for o in self.options)}; make them the same")
+            return cls
         return self.factory
 
 
 @dataclass
 class PluginInfo:
-    """A loaded (or failed) plugin: name, origin, implemented hooks, components, error."""
+    """A loaded (or failed) plugin: name, origin, distribution, implemented hooks, components and
+    the errors recorded against it (a failed import, a refused registration)."""
 
     name: str
     origin: str
@@ -108,6 +122,8 @@ class PluginInfo:
     components: list[Component] = field(default_factory=list)
     error: str | None = None
     install_hint: str | None = None
+    dist: str | None = None
+    problems: list[str] = field(default_factory=list)
 
     @property
     def available(self) -> bool:
@@ -134,75 +150,161 @@ def make_plugin_manager(
 ) -> tuple[pluggy.PluginManager, list[PluginInfo]]:
     """A fresh PluginManager with the ``seqkit`` entry points (and ``extra_plugins``) registered.
 
-    Returns the manager and the plugins that failed to import, each with its reason and hint."""
+    Returns the manager and a `PluginInfo` per entry point (those that failed to import carry
+    the reason and an install hint). An extra plugin whose name an entry point already uses
+    replaces it, so a plugin's own tests work whether or not the plugin is installed."""
     pm = pluggy.PluginManager("seqkit")
     pm.add_hookspecs(hookspecs)
-    failures: list[PluginInfo] = []
+    infos: list[PluginInfo] = []
+    extra_plugins = list(extra_plugins)
+    replaced = {name for name, _ in extra_plugins}
     if load_entry_points:
         wanted = os.environ.get(LOAD_ENV)
         allowed = None if wanted is None else {n.strip() for n in wanted.split(",") if n.strip()}
         seen: set[str] = set()
         for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
-            if (allowed is not None and ep.name not in allowed) or ep.name in seen:
+            if (allowed is not None and ep.name not in allowed) or ep.name in seen or ep.name in replaced:
                 continue
             seen.add(ep.name)
+            dist = ep.dist.metadata["Name"] if ep.dist is not None else None
             try:
                 plugin = ep.load()
+                pm.register(plugin, name=ep.name)
             except Exception as exc:  # a broken plugin must not break the others
-                failures.append(PluginInfo(
+                infos.append(PluginInfo(
                     name=ep.name, origin=ep.value, error=f"{type(exc).__name__}: {exc}",
-                    install_hint=_install_hint(ep, exc)))
+                    install_hint=_install_hint(ep, exc), dist=dist))
                 continue
-            pm.register(plugin, name=ep.name)
+            infos.append(PluginInfo(name=ep.name, origin=ep.value, dist=dist))
     for name, plugin in extra_plugins:
         pm.register(plugin, name=name)
-    return pm, failures
+    return pm, infos
 
 
 class Registry:
-    """Every component the loaded plugins registered, looked up by kind and name."""
+    """Every component the loaded plugins registered, looked up by kind and name.
 
-    def __init__(self, pm: pluggy.PluginManager, failures: list[PluginInfo] = ()) -> None:
+    A plugin that registers badly (no name, not the interface, a taken name, an option that
+    clashes) has that component refused and the reason recorded on it; the rest still work."""
+
+    def __init__(self, pm: pluggy.PluginManager, infos: Iterable[PluginInfo] = ()) -> None:
         self.plugins: dict[str, PluginInfo] = {}
         self._components: dict[str, dict[str, Component]] = {kind: {} for kind in KINDS}
+        self._options: dict[str, tuple[Option, Component]] = {}
+        known = {info.name: info for info in infos}
         for plugin_name, plugin in pm.list_name_plugin():
             origin = getattr(plugin, "__name__", type(plugin).__name__)
-            self.plugins[plugin_name] = PluginInfo(name=plugin_name, origin=origin)
+            self.plugins[plugin_name] = known.get(plugin_name) or PluginInfo(name=plugin_name, origin=origin)
+        for info in known.values():
+            self.plugins.setdefault(info.name, info)
         for kind, (hook_name, interface, _) in KINDS.items():
-            for impl in getattr(pm.hook, hook_name).get_hookimpls():
+            impls = getattr(pm.hook, hook_name).get_hookimpls()
+            # built-in plugins first, so a third-party name clash is charged to the third party
+            impls.sort(key=lambda impl: self.plugins[impl.plugin_name].dist != "seqkit")
+            for impl in impls:
                 info = self.plugins[impl.plugin_name]
                 info.hooks.append(hook_name)
-                impl.function(register=self._register_callback(kind, interface, info))
-        for failure in failures:
-            self.plugins[failure.name] = failure
+                try:
+                    impl.function(register=self._register_callback(kind, interface, info))
+                except Exception as exc:
+                    self._refuse(info, f"{hook_name} failed: {type(exc).__name__}: {exc}")
+        self.presets: dict[str, Any] = {}
+        for impl in pm.hook.register_presets.get_hookimpls():
+            info = self.plugins[impl.plugin_name]
+            info.hooks.append("register_presets")
+            try:
+                impl.function(register=self._preset_callback(info))
+            except Exception as exc:
+                self._refuse(info, f"register_presets failed: {type(exc).__name__}: {exc}")
+
+    def _preset_callback(self, info: PluginInfo):
+        from seqkit.presets import Preset
+
+        def register(preset: Any) -> None:
+            if not isinstance(preset, Preset) or not preset.name:
+                self._refuse(info, f"register_presets got {preset!r}, not a named seqkit.presets.Preset")
+            elif preset.name in self.presets:
+                self._refuse(info, f"preset {preset.name!r} is already registered by plugin "
+                                   f"{self.presets[preset.name].plugin!r}")
+            else:
+                self.presets[preset.name] = dataclasses.replace(preset, plugin=info.name)
+
+        return register
+
+    def preset(self, name: str) -> Any:
+        """The preset named ``name``, or a `ConfigError` listing the valid names."""
+        if name not in self.presets:
+            valid = ", ".join(sorted(self.presets)) or "(none installed)"
+            raise ConfigError(f"unknown preset {name!r}{nearest(name, self.presets)}; choose one of: {valid}")
+        return self.presets[name]
+
+    def _refuse(self, info: PluginInfo, problem: str) -> None:
+        info.problems.append(problem)
+        info.error = "; ".join(info.problems)
 
     def _register_callback(self, kind: str, interface: type, info: PluginInfo):
         def register(factory: Any, name: str | None = None) -> None:
-            comp_name = name or getattr(factory, "name", "")
-            if not comp_name:
-                raise PluginError(f"plugin {info.name!r} registered a {kind} without a name")
-            if not isinstance(factory, LazyComponent) and not (
-                inspect.isclass(factory) and issubclass(factory, interface)
-            ):
-                raise PluginError(
-                    f"plugin {info.name!r} registered {kind} {comp_name!r} that is not a "
-                    f"{interface.__name__} subclass")
-            existing = self._components[kind].get(comp_name)
-            if existing is not None:
-                raise PluginError(
-                    f"{kind} {comp_name!r} is registered by both plugin {existing.plugin!r} and "
-                    f"plugin {info.name!r}; uninstall one of them")
-            description = getattr(factory, "description", "") or (
-                (inspect.getdoc(factory) or "").splitlines()[0] if inspect.isclass(factory) else "")
-            component = Component(kind, comp_name, info.name, factory, description)
-            self._components[kind][comp_name] = component
+            try:
+                component = self._component(kind, interface, info, factory, name)
+            except PluginError as exc:
+                self._refuse(info, str(exc))
+                return
+            self._components[kind][component.name] = component
+            for opt in component.options:
+                self._options.setdefault(opt.name, (opt, component))
             info.components.append(component)
 
         return register
 
+    def _component(self, kind: str, interface: type, info: PluginInfo, factory: Any, name: str | None) -> Component:
+        comp_name = name or getattr(factory, "name", "")
+        if not comp_name or not isinstance(comp_name, str):
+            raise PluginError(f"plugin {info.name!r} registered a {kind} without a name")
+        if not isinstance(factory, LazyComponent) and not (
+            inspect.isclass(factory) and issubclass(factory, interface)
+        ):
+            raise PluginError(
+                f"plugin {info.name!r} registered {kind} {comp_name!r} that is not a {interface.__name__} subclass")
+        if inspect.isclass(factory) and inspect.isabstract(factory):
+            missing = ", ".join(sorted(factory.__abstractmethods__))
+            raise PluginError(f"plugin {info.name!r} registered {kind} {comp_name!r} without {missing}(): "
+                              f"implement every abstract method of {interface.__name__}")
+        existing = self._components[kind].get(comp_name)
+        if existing is not None:
+            raise PluginError(
+                f"{kind} {comp_name!r} is already registered by plugin {existing.plugin!r}; plugin {info.name!r} "
+                "must register its own under another name")
+        try:
+            options = check_options(f"{kind} {comp_name!r}", getattr(factory, "options", ()))
+        except ValueError as exc:
+            raise PluginError(f"plugin {info.name!r}: {exc}") from None
+        for opt in options:
+            self._check_option(kind, comp_name, info, opt)
+        description = getattr(factory, "description", "") or (
+            (inspect.getdoc(factory) or "").splitlines()[0] if inspect.isclass(factory) else "")
+        return Component(kind, comp_name, info.name, factory, description, options, info.dist)
+
+    def _check_option(self, kind: str, comp_name: str, info: PluginInfo, opt: Option) -> None:
+        from seqkit.config import CORE_OPTIONS
+
+        if opt.name in CORE_OPTIONS or opt.name in ("config", "preset", "resume", "print_config"):
+            raise PluginError(f"plugin {info.name!r}: {kind} {comp_name!r} declares option {opt.name!r}, which is "
+                              "one of seqkit's own; choose another name")
+        earlier = self._options.get(opt.name)
+        if earlier is not None and (earlier[0].type, earlier[0].multiple) != (opt.type, opt.multiple):
+            other = earlier[1]
+            raise PluginError(
+                f"option {opt.flag} is {opt.type_name} in {kind} {comp_name!r} (plugin {info.name!r}) but "
+                f"{earlier[0].type_name} in {other.kind} {other.name!r} (plugin {other.plugin!r}); components may "
+                "share an option name only with the same type")
+
     def names(self, kind: str) -> list[str]:
         """Registered names of one kind, sorted (available or not)."""
         return sorted(self._components[kind])
+
+    def components(self, kind: str) -> list[Component]:
+        """Registered components of one kind, sorted by name."""
+        return [self._components[kind][name] for name in self.names(kind)]
 
     def component(self, kind: str, name: str) -> Component:
         """The component, or a `PluginError` that lists the valid names."""
@@ -212,28 +314,46 @@ class Registry:
             option = KINDS[kind][2]
             valid = ", ".join(self.names(kind)) or "(none installed)"
             broken = [p.name for p in self.plugins.values() if not p.available]
-            extra = f" (plugins that failed to load: {', '.join(broken)})" if broken else ""
+            extra = f" (plugins with errors: {', '.join(sorted(broken))}; see `seqkit plugins`)" if broken else ""
             raise PluginError(f"unknown {kind} {name!r} for {option}; choose one of: {valid}{extra}") from None
+
+    def option_schema(self) -> dict[str, Option]:
+        """Every component option by name (the first declaration of a shared name)."""
+        return {name: opt for name, (opt, _) in self._options.items()}
+
+    def option_users(self, name: str) -> list[tuple[str, str]]:
+        """The ``(kind, component)`` pairs that declare option ``name``."""
+        return [(kind, comp.name) for kind in KINDS for comp in self.components(kind)
+                if any(o.name == name for o in comp.options)]
 
     def get(self, kind: str, name: str) -> type:
         """The component's class (imported now if lazy); errors name the valid choices or the fix."""
         return self.component(kind, name).load()
 
     def create(self, kind: str, name: str, **options: Any) -> Any:
-        """Instantiate a component, passing only the ``options`` its constructor accepts."""
-        cls = self.get(kind, name)
-        params = inspect.signature(cls).parameters
-        takes_all = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
-        accepted = {k: v for k, v in options.items() if takes_all or k in params}
-        return cls(**accepted)
+        """Instantiate a component with its declared options: values from ``options`` (validated),
+        defaults for the rest. A keyword the component does not declare is an error."""
+        component = self.component(kind, name)
+        cls = component.load()
+        declared = {opt.name: opt for opt in component.options}
+        unknown = sorted(set(options) - set(declared))
+        if unknown:
+            raise PluginError(f"{kind} {name!r} has no option {unknown[0]!r}"
+                              f"{nearest(unknown[0], declared)}; its options: {', '.join(declared) or 'none'}")
+        values = {n: opt.validate(options.get(n, opt.default)) for n, opt in declared.items()}
+        try:
+            return cls(**values)
+        except TypeError as exc:
+            raise PluginError(f"{kind} {name!r} of plugin {component.plugin!r} cannot be constructed with its "
+                              f"declared options {sorted(values)}: {exc}") from None
 
 
 def build_registry(
     extra_plugins: Iterable[tuple[str, object]] = (), load_entry_points: bool = True
 ) -> Registry:
     """A new registry from the entry points plus ``extra_plugins`` (name, module-or-object) pairs."""
-    pm, failures = make_plugin_manager(extra_plugins, load_entry_points)
-    return Registry(pm, failures)
+    pm, infos = make_plugin_manager(extra_plugins, load_entry_points)
+    return Registry(pm, infos)
 
 
 @lru_cache(maxsize=1)

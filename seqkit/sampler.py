@@ -7,6 +7,8 @@ from typing import ClassVar, Iterator
 
 import numpy as np
 
+from seqkit.options import Option
+
 
 class Sampler(ABC):
     """Cuts a token-id sequence into minibatches of shape (batch_size, num_steps).
@@ -18,6 +20,7 @@ class Sampler(ABC):
 
     name: ClassVar[str] = ""
     description: ClassVar[str] = ""
+    options: ClassVar[tuple[Option, ...]] = ()
     carries_state: ClassVar[bool] = False
 
     @abstractmethod

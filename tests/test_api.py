@@ -8,6 +8,8 @@ import os
 import numpy as np
 import pytest
 
+from seqkit.plot import read_metrics
+
 import seqkit
 from seqkit.errors import ConfigError, DataError, PluginError
 
@@ -55,7 +57,7 @@ def test_option_variants_train(corpora_dir, tiny, extra):
 def test_output_folder_files(corpora_dir, tiny, tmp_path):
     out = tmp_path / "run"
     seqkit.train(**tiny, out=str(out), val_fraction=0.1)
-    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    rows = read_metrics(out)
     assert [r["epoch"] for r in rows] == [1, 2]
     assert rows[-1]["val_ppl"] > 1 and rows[-1]["val_bpc"] > 0
     summary = json.loads((out / "summary.json").read_text())
@@ -104,7 +106,8 @@ def test_unknown_component_names(corpora_dir, tiny):
 def test_word_level_vocabulary_rejects_unknown_words_without_unk(tmp_path, tiny):
     text = tmp_path / "t.txt"
     text.write_text("the cat sat on the mat " * 60)
-    run = seqkit.train(**{**tiny, "corpus": "timemachine"}, corpus_file=str(text), tokens="word", prefix="the cat")
+    options = {k: v for k, v in tiny.items() if k != "corpus"}
+    run = seqkit.train(**options, corpus_file=str(text), tokens="word", prefix="the cat")
     assert run.predict(length=3).startswith("the cat")
     with pytest.raises(DataError, match="'dog'"):
         run.evaluate("the dog sat")

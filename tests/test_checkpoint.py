@@ -11,16 +11,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from seqkit.plot import read_metrics
 from click.testing import CliRunner
 from safetensors.numpy import load_file, save_file
 
 import seqkit
-from seqkit import checkpoint as ckpt_module
-from seqkit.checkpoint import (
-    FORMAT, FORMAT_VERSION, CheckpointError, StopSignals, TrainingInterrupted, generator_from_state,
-    read_checkpoint,
-)
-from seqkit.cli import main
+from seqkit import store as ckpt_module
+from seqkit.checkpoint import generator_from_state, read_checkpoint
+from seqkit.cli import StopSignals, main
+from seqkit.errors import TrainingInterrupted
+from seqkit.store import FORMAT, FORMAT_VERSION, CheckpointError
 from seqkit.errors import DataError, SeqkitError
 from seqkit.plugins import get_registry
 from helpers import assert_clean_error
@@ -89,8 +90,9 @@ def test_checkpoint_holds_named_arrays_and_the_whole_state(trained):
     assert summary["checkpoint"] == str(folder)
 
 
-def test_nothing_is_pickled():
-    source = Path(ckpt_module.__file__).read_text()
+@pytest.mark.parametrize("module", ["store", "checkpoint", "resume"])
+def test_nothing_is_pickled(module):
+    source = (Path(ckpt_module.__file__).parent / f"{module}.py").read_text()
     for risky in ("import pickle", "pickle.load", "np.load(", "allow_pickle", "torch.load", "eval(", "exec("):
         assert risky not in source, risky
 
@@ -154,7 +156,7 @@ def test_resume_after_a_mid_epoch_stop_matches_an_uninterrupted_run(data, tmp_pa
     assert json.loads((out / "summary.json").read_text())["status"] == "interrupted"
     resumed = seqkit.train(resume=out)
     assert strip(resumed.history) == strip(baseline.history)
-    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    rows = read_metrics(out)
     assert strip(rows) == strip(json.loads(json.dumps(baseline.history)))
     assert resumed.predict(length=30) == baseline.predict(length=30)
 
@@ -218,7 +220,7 @@ def test_cli_resume_matches_an_uninterrupted_cli_run(data, tmp_path):
     result = invoke("run", "--resume", part, "--epochs", "4", "--log-every", "1")
     assert result.exit_code == 0, result.output
     assert "resuming after epoch 2" in result.output and "epoch    3/4" in result.output
-    rows = [[json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
+    rows = [read_metrics(folder)
             for folder in (full, part)]
     assert strip(rows[0]) == strip(rows[1]) and len(rows[0]) == 4
 
@@ -388,7 +390,7 @@ def test_evaluate_without_unk_in_the_vocabulary_is_a_clear_error(data, tmp_path)
     corpus = tmp_path / "words.txt"
     corpus.write_text("the cat sat on the mat " * 60)
     out = tmp_path / "run"
-    seqkit.train(**{**TINY, "epochs": 1, "max_tokens": None}, corpus_file=str(corpus), tokens="word",
+    seqkit.train(**{**TINY, "corpus": "file", "epochs": 1, "max_tokens": None}, corpus_file=str(corpus), tokens="word",
                  prefix="the cat", out=str(out))
     other = tmp_path / "other.txt"
     other.write_text("the dog sat")
@@ -501,7 +503,7 @@ def test_resume_refuses_a_changed_training_text(data, tmp_path):
     corpus = tmp_path / "text.txt"
     corpus.write_text("abcd " * 400)
     out = tmp_path / "run"
-    seqkit.train(**{**TINY, "epochs": 1, "max_tokens": None}, corpus_file=str(corpus), prefix="ab", out=str(out))
+    seqkit.train(**{**TINY, "corpus": "file", "epochs": 1, "max_tokens": None}, corpus_file=str(corpus), prefix="ab", out=str(out))
     corpus.write_text("abdc " * 400)
     assert_clean_error(invoke("run", "--resume", out, "--epochs", "2"), "training text differs")
     moved = tmp_path / "moved.txt"

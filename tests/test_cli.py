@@ -26,7 +26,8 @@ def test_run_end_to_end(corpora_dir, tmp_path):
     assert "epoch    2/2" in result.output and "train ppl" in result.output
     assert "sample:" in result.output and "time traveller" in result.output
     assert (out / "summary.json").exists()
-    assert len((out / "metrics.jsonl").read_text().splitlines()) == 2
+    lines = (out / "metrics.jsonl").read_text().splitlines()
+    assert len(lines) == 3 and json.loads(lines[0])["header"]["config"]["epochs"] == 2
 
 
 def test_run_default_out_is_a_new_folder_under_runs(corpora_dir, tmp_path, monkeypatch):

@@ -1,18 +1,22 @@
-"""RunConfig validation and the vocabulary."""
+"""Resolving and validating a run's options, and the vocabulary."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from seqkit.config import RunConfig
+from seqkit.api import configure
 from seqkit.errors import ConfigError
 from seqkit.vocab import UNK, Vocab, detokenize, tokenize
+
+
+SELECTS = {"temperature": {"decoder": "temperature"}, "alpha": {"decoder": "alpha"}}
 
 
 @pytest.mark.parametrize("option, value, flag", [
     ("hidden", 0, "--hidden"), ("batch_size", -1, "--batch-size"), ("num_steps", 0, "--num-steps"),
     ("epochs", 0, "--epochs"), ("lr", 0.0, "--lr"), ("lr", -1.0, "--lr"), ("clip_theta", 0.0, "--clip-theta"),
+    ("lr", float("nan"), "--lr"), ("seed", -1, "--seed"), ("hidden", True, "--hidden"),
     ("temperature", -0.1, "--temperature"), ("alpha", 0.0, "--alpha"), ("val_fraction", 1.0, "--val-fraction"),
     ("val_fraction", -0.1, "--val-fraction"), ("embedding", -2, "--embedding"), ("max_tokens", 1, "--max-tokens"),
     ("impl", "turbo", "--impl"), ("tokens", "byte", "--tokens"), ("dtype", "float16", "--dtype"),
@@ -20,24 +24,25 @@ from seqkit.vocab import UNK, Vocab, detokenize, tokenize
 ])
 def test_invalid_values_name_the_flag(option, value, flag):
     with pytest.raises(ConfigError, match=flag):
-        RunConfig.from_options(**{option: value})
+        configure({**SELECTS.get(option, {}), option: value})
 
 
 def test_temperature_zero_is_allowed():
-    assert RunConfig.from_options(temperature=0).temperature == 0
+    assert configure({"decoder": "temperature", "temperature": 0}).temperature == 0
 
 
 def test_unknown_option_suggests_the_close_one():
     with pytest.raises(ConfigError, match="did you mean 'hidden'"):
-        RunConfig.from_options(hiden=4)
+        configure({"hiden": 4})
 
 
-def test_corpus_file_selects_the_file_corpus():
-    assert RunConfig.from_options(corpus_file="x.txt").corpus == "file"
+def test_corpus_file_selects_the_file_corpus(tmp_path):
+    config = configure({"corpus_file": "x.txt"})
+    assert config.corpus == "file" and config.corpus_file.endswith("x.txt")
 
 
 def test_defaults_follow_the_lesson():
-    c = RunConfig()
+    c = configure()
     assert (c.num_steps, c.batch_size, c.hidden, c.epochs, c.lr, c.clip_theta) == (35, 32, 512, 500, 1.0, 1.0)
     assert (c.sampler, c.cell, c.decoder, c.backend) == ("sequential", "rnn-tanh", "greedy", "numpy")
 

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 
-from seqkit.corpus import CorpusOptions
 from seqkit.data import cache_dir, locate, read_text_file, sha1_of, strip_gutenberg
 from seqkit.errors import ConfigError, DataError
 from seqkit.plugins import build_registry
@@ -63,7 +62,7 @@ def http_dir(tmp_path):
 # --- the real corpora -------------------------------------------------------------------------
 
 def test_timemachine_counts(shared_data):
-    text = TimeMachine().read(CorpusOptions())
+    text = TimeMachine().read()
     assert len(text) == 170_580
     assert len(set(text)) == 27
     assert len(set(text) | {"<unk>"}) == 28
@@ -73,26 +72,26 @@ def test_timemachine_counts(shared_data):
 
 
 def test_timemachine_normalize_none_is_raw(shared_data):
-    raw = TimeMachine().read(CorpusOptions(normalize="none"))
+    raw = TimeMachine(normalize="none").read()
     assert raw == (SHARED / "timemachine.txt").read_text(encoding="utf-8")
     assert raw.startswith("The Time Machine, by H. G. Wells")
 
 
 def test_lyrics_counts(shared_data):
-    text = Lyrics().read(CorpusOptions())
+    text = Lyrics().read()
     assert len(text) == 63_282
     assert len(set(text[:10_000])) == 1_027
     assert "\n" not in text and "\r" not in text
-    raw = Lyrics().read(CorpusOptions(normalize="none"))
+    raw = Lyrics(normalize="none").read()
     assert len(raw) == len(text) and "\n" in raw
     assert Lyrics.default_prefix == "分开" and not Lyrics.reserve_unk
 
 
 def test_shakespeare_counts(shared_data):
-    text = Shakespeare().read(CorpusOptions())
+    text = Shakespeare().read()
     assert len(text) == 1_115_394
     assert len(set(text)) == 65
-    assert Shakespeare().read(CorpusOptions(normalize="none")) == text
+    assert Shakespeare(normalize="none").read() == text
     assert Shakespeare.default_val_fraction == 0.1 and Shakespeare.default_prefix == "ROMEO:"
 
 
@@ -104,7 +103,7 @@ def test_data_dir_option_is_searched_first(monkeypatch, tmp_path):
     bad.mkdir()
     (bad / "tinyshakespeare.txt").write_text("tampered", encoding="utf-8")
     monkeypatch.setenv("SEQKIT_DATA", str(bad))
-    text = Shakespeare().read(CorpusOptions(data_dir=SHARED))
+    text = Shakespeare(data_dir=SHARED).read()
     assert len(text) == 1_115_394
 
 
@@ -120,7 +119,7 @@ def test_sha1_of_matches_shared_sums():
 def test_tampered_copy_is_rejected(corpus, tmp_path):
     (tmp_path / corpus.filename).write_bytes(b"not the real corpus\n")
     with pytest.raises(DataError) as info:
-        corpus().read(CorpusOptions(data_dir=tmp_path))
+        corpus(data_dir=tmp_path).read()
     msg = str(info.value)
     assert str(tmp_path / corpus.filename) in msg
     assert corpus.sha1 in msg and corpus.url in msg
@@ -131,7 +130,7 @@ def test_tampered_copy_in_cache_is_rejected(tmp_path):
     cache.mkdir(parents=True)
     (cache / "timemachine.txt").write_text("x", encoding="utf-8")
     with pytest.raises(DataError, match="expected 090b5e7e"):
-        TimeMachine().read(CorpusOptions())
+        TimeMachine().read()
 
 
 def test_corrupt_zip_is_a_data_error(tmp_path, monkeypatch):
@@ -139,7 +138,7 @@ def test_corrupt_zip_is_a_data_error(tmp_path, monkeypatch):
     bad.write_bytes(b"PK\x03\x04 definitely not a zip")
     monkeypatch.setattr(Lyrics, "sha1", sha1_of(bad))
     with pytest.raises(DataError, match="not a readable zip"):
-        Lyrics().read(CorpusOptions(data_dir=tmp_path))
+        Lyrics(data_dir=tmp_path).read()
 
 
 def test_zip_without_member_is_a_data_error(tmp_path, monkeypatch):
@@ -148,7 +147,7 @@ def test_zip_without_member_is_a_data_error(tmp_path, monkeypatch):
         archive.writestr("other.txt", "x")
     monkeypatch.setattr(Lyrics, "sha1", sha1_of(path))
     with pytest.raises(DataError, match="has no jaychou_lyrics.txt"):
-        Lyrics().read(CorpusOptions(data_dir=tmp_path))
+        Lyrics(data_dir=tmp_path).read()
 
 
 def test_empty_after_normalisation_is_a_data_error(tmp_path, monkeypatch):
@@ -156,13 +155,13 @@ def test_empty_after_normalisation_is_a_data_error(tmp_path, monkeypatch):
     path.write_text("1234 ... !!!\n", encoding="utf-8")
     monkeypatch.setattr(TimeMachine, "sha1", sha1_of(path))
     with pytest.raises(DataError, match="empty"):
-        TimeMachine().read(CorpusOptions(data_dir=tmp_path))
+        TimeMachine(data_dir=tmp_path).read()
 
 
-@pytest.mark.parametrize("corpus", [TimeMachine, Lyrics, Shakespeare, TextFile])
-def test_unknown_normalize_lists_choices(corpus, tmp_path):
-    with pytest.raises(ConfigError, match="default, none"):
-        corpus().read(CorpusOptions(normalize="lower", data_dir=tmp_path, path=tmp_path / "x"))
+@pytest.mark.parametrize("corpus", ["timemachine", "lyrics", "shakespeare", "file"])
+def test_unknown_normalize_lists_choices(corpus):
+    with pytest.raises(ConfigError, match="unknown --normalize 'lower'; choose one of: default, .*none"):
+        build_registry().create("corpus", corpus, normalize="lower")
 
 
 # --- locate: offline and download -------------------------------------------------------------
@@ -171,7 +170,7 @@ def test_offline_message_names_file_places_and_url(tmp_path, monkeypatch):
     url = "http://127.0.0.1:9/timemachine.txt"
     monkeypatch.setattr(TimeMachine, "url", url)
     with pytest.raises(DataError) as info:
-        TimeMachine().read(CorpusOptions(data_dir=tmp_path / "mine"))
+        TimeMachine(data_dir=tmp_path / "mine").read()
     msg = str(info.value)
     assert "not available offline" in msg
     assert "timemachine.txt" in msg and url in msg
@@ -217,7 +216,7 @@ def test_corpus_downloads_through_its_url(http_dir, monkeypatch):
     root, base = http_dir
     shutil.copy(SHARED / "jaychou_lyrics.txt.zip", root / "lyrics.zip")
     monkeypatch.setattr(Lyrics, "url", f"{base}/lyrics.zip")
-    assert len(Lyrics().read(CorpusOptions())) == 63_282
+    assert len(Lyrics().read()) == 63_282
     assert (cache_dir() / "jaychou_lyrics.txt.zip").is_file()
 
 
@@ -235,7 +234,7 @@ def test_cache_dir_precedence(monkeypatch, tmp_path):
 # --- read_text_file, strip_gutenberg and the file corpus -------------------------------------
 
 def read_file(path: Path, **options) -> str:
-    return TextFile().read(CorpusOptions(path=path, **options))
+    return TextFile(corpus_file=path, **options).read()
 
 
 def test_file_corpus_reads_text(tmp_path):
@@ -295,7 +294,7 @@ def test_empty_file(tmp_path, content):
 
 def test_file_corpus_needs_path():
     with pytest.raises(DataError, match="--corpus-file PATH"):
-        TextFile().read(CorpusOptions())
+        TextFile().read()
 
 
 GUTENBERG = (

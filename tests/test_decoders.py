@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from seqkit.plugins import build_registry
+
 from seqkit.errors import ConfigError
 from seqkit_decoders.sampling import AlphaDecoder, GreedyDecoder, TemperatureDecoder
 
@@ -51,7 +53,8 @@ def test_same_seed_same_choices():
 
 
 def test_bad_values_are_rejected():
-    with pytest.raises(ConfigError, match="temperature"):
-        TemperatureDecoder(temperature=-0.5)
-    with pytest.raises(ConfigError, match="alpha"):
-        AlphaDecoder(alpha=0)
+    registry = build_registry()
+    with pytest.raises(ConfigError, match="--temperature must be >= 0"):
+        registry.create("decoder", "temperature", temperature=-0.5)
+    with pytest.raises(ConfigError, match="--alpha must be > 0"):
+        registry.create("decoder", "alpha", alpha=0)

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from seqkit.api import make_network
-from seqkit.config import RunConfig
+from seqkit.api import configure, create
 from seqkit.dataset import load_dataset
 from seqkit.engine import predict
 from seqkit.errors import PluginError
@@ -49,8 +49,10 @@ def load_problem():
     """Vocabulary, minibatches and initial parameters, from one seed."""
     if not SHARED_CORPORA.is_dir():
         pytest.fail(f"shared corpora not found at {SHARED_CORPORA}")
-    config = RunConfig(corpus="timemachine", data_dir=str(SHARED_CORPORA), max_tokens=3000, val_fraction=0.0)
-    data = load_dataset(config, build_registry())
+    registry = build_registry()
+    config = configure({"corpus": "timemachine", "data_dir": str(SHARED_CORPORA), "max_tokens": 3000,
+                        "val_fraction": 0.0}, registry=registry)
+    data = load_dataset(config, create(registry, config, "corpus"))
     rng = np.random.default_rng(SEED)
     batches = list(SequentialSampler().batches(data.train_ids, BATCH, STEPS, rng))[:UPDATES]
     assert len(batches) == UPDATES

@@ -55,10 +55,15 @@ def test_unknown_name_lists_the_valid_ones():
         registry.get("cell", "gru")
 
 
-def test_duplicate_names_raise_naming_both_plugins():
+def test_a_duplicate_name_is_refused_and_charged_to_the_third_party():
     plugin = SimpleNamespace(register_cells=hookimpl(lambda register: register(EchoCell)))
-    with pytest.raises(PluginError, match=r"'rnn-tanh' is registered by both plugin 'cells' and plugin 'echo'"):
-        build_registry(extra_plugins=[("echo", plugin)])
+    registry = build_registry(extra_plugins=[("echo", plugin)])
+    assert registry.component("cell", "rnn-tanh").plugin == "cells"  # the built-in keeps its name
+    echo = registry.plugins["echo"]
+    assert not echo.available
+    assert "cell 'rnn-tanh' is already registered by plugin 'cells'; plugin 'echo' must register" in echo.error
+    table = CliRunner().invoke(main, ["plugins"])
+    assert table.exit_code == 0
 
 
 def test_a_third_party_cell_is_found_and_created():
@@ -68,14 +73,47 @@ def test_a_third_party_cell_is_found_and_created():
 
     plugin = SimpleNamespace(register_cells=hookimpl(lambda register: register(LeakyCell)))
     registry = build_registry(extra_plugins=[("leaky-plugin", plugin)])
-    assert isinstance(registry.create("cell", "leaky", unused_option=1), LeakyCell)
+    assert isinstance(registry.create("cell", "leaky"), LeakyCell)
+    with pytest.raises(PluginError, match="cell 'leaky' has no option 'unused_option'; its options: none"):
+        registry.create("cell", "leaky", unused_option=1)
     assert registry.plugins["leaky-plugin"].hooks == ["register_cells"]
 
 
-def test_non_interface_registration_is_rejected():
+def test_non_interface_registration_is_refused_and_recorded():
     plugin = SimpleNamespace(register_cells=hookimpl(lambda register: register(dict, name="bad")))
-    with pytest.raises(PluginError, match="not a Cell subclass"):
-        build_registry(extra_plugins=[("bad", plugin)])
+    registry = build_registry(extra_plugins=[("bad", plugin)])
+    assert "not a Cell subclass" in registry.plugins["bad"].error
+    assert "bad" not in registry.names("cell") and "rnn-tanh" in registry.names("cell")
+
+
+def test_a_cell_without_step_is_refused():
+    class Forgetful(Cell):
+        name = "forgetful"
+
+        def param_specs(self, input_size, hidden_size):
+            return {}
+
+    plugin = SimpleNamespace(register_cells=hookimpl(lambda register: register(Forgetful)))
+    registry = build_registry(extra_plugins=[("forgetful", plugin)])
+    assert "without step()" in registry.plugins["forgetful"].error
+    with pytest.raises(PluginError, match="unknown cell 'forgetful'.*plugins with errors: forgetful"):
+        registry.get("cell", "forgetful")
+
+
+def test_a_registration_hook_that_raises_is_isolated():
+    def explode(register):
+        raise RuntimeError("boom")
+
+    plugin = SimpleNamespace(register_cells=hookimpl(explode))
+    registry = build_registry(extra_plugins=[("explodes", plugin)])
+    assert "register_cells failed: RuntimeError: boom" in registry.plugins["explodes"].error
+    assert "rnn-tanh" in registry.names("cell")
+
+
+def test_an_extra_plugin_replaces_the_installed_one_of_the_same_name():
+    plugin = SimpleNamespace(register_cells=hookimpl(lambda register: None))
+    registry = build_registry(extra_plugins=[("cells", plugin)])
+    assert registry.names("cell") == []
 
 
 def test_a_plugin_that_fails_to_import_is_isolated(monkeypatch):
@@ -94,7 +132,7 @@ def test_a_plugin_that_fails_to_import_is_isolated(monkeypatch):
     assert "ModuleNotFoundError" in broken.error
     assert broken.install_hint == "pip install seqkit_no_such_module_xyz"
     assert registry.get("cell", "rnn-tanh").name == "rnn-tanh"  # the others keep working
-    with pytest.raises(PluginError, match="plugins that failed to load: broken"):
+    with pytest.raises(PluginError, match="plugins with errors: broken"):
         registry.get("cell", "missing")
 
 
@@ -130,7 +168,7 @@ def test_plugins_command_lists_components_and_availability():
 
 
 def test_every_hook_has_a_docstring_and_a_kind():
-    assert sorted(HOOKS) == sorted(hook for hook, _, _ in KINDS.values())
+    assert sorted(HOOKS) == sorted([hook for hook, _, _ in KINDS.values()] + ["register_presets"])
     for name in HOOKS:
         assert (getattr(hookspecs, name).__doc__ or "").strip(), name
 

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from seqkit import Backend, Clipper
-from seqkit.errors import ConfigError
+from seqkit import Backend, Clipper, Option
 
 
 class NormClipper(Clipper):
@@ -11,10 +10,10 @@ class NormClipper(Clipper):
 
     name = "norm"
     description = "global L2 norm clipping to --clip-theta"
+    options = (Option("clip_theta", float, 1.0, "Largest global gradient norm kept.", gt=0,
+                      hint="use --clipper none to disable clipping"),)
 
     def __init__(self, clip_theta: float = 1.0) -> None:
-        if not clip_theta > 0:
-            raise ConfigError(f"--clip-theta must be > 0, got {clip_theta}; use --clipper none to disable clipping")
         self.theta = float(clip_theta)
 
     def clip(self, backend: Backend, grads):

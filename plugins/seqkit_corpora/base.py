@@ -1,4 +1,4 @@
-"""Shared pieces of the built-in corpora: option checks and downloaded-file corpora."""
+"""Shared pieces of the built-in corpora: downloaded-file corpora and the empty-text check."""
 
 from __future__ import annotations
 
@@ -6,20 +6,9 @@ from abc import abstractmethod
 from pathlib import Path
 from typing import ClassVar
 
-from seqkit.corpus import Corpus, CorpusOptions
+from seqkit.corpus import DATA_DIR, NORMALIZE, Corpus
 from seqkit.data import locate
-from seqkit.errors import ConfigError, DataError
-
-NORMALIZE_CHOICES = ("default", "none")
-
-
-def check_normalize(corpus: str, options: CorpusOptions) -> bool:
-    """True for ``normalize="default"``, False for ``"none"``; a `ConfigError` otherwise."""
-    if options.normalize not in NORMALIZE_CHOICES:
-        raise ConfigError(
-            f"unknown normalize value {options.normalize!r} for corpus {corpus!r}; choose one of: "
-            + ", ".join(NORMALIZE_CHOICES))
-    return options.normalize == "default"
+from seqkit.errors import DataError
 
 
 def nonempty(text: str, origin: object) -> str:
@@ -32,22 +21,27 @@ def nonempty(text: str, origin: object) -> str:
 class DownloadedCorpus(Corpus):
     """A corpus read from one known file: found locally or downloaded, then SHA-1 checked.
 
-    Subclasses set ``filename``, ``url`` and ``sha1`` and implement `load`."""
+    Subclasses set ``filename``, ``url`` and ``sha1`` and implement `load`. Options: ``data_dir``
+    (a local folder to look in before downloading) and ``normalize``."""
 
     filename: ClassVar[str] = ""
     url: ClassVar[str] = ""
     sha1: ClassVar[str] = ""
+    options = (NORMALIZE, DATA_DIR)
 
-    def path(self, options: CorpusOptions) -> Path:
+    def __init__(self, normalize: str = "default", data_dir: str | Path | None = None) -> None:
+        self.normalize = normalize
+        self.data_dir = Path(data_dir) if data_dir else None
+
+    def path(self) -> Path:
         """The verified local copy of the corpus file (see `seqkit.data.locate`)."""
-        return locate(self.filename, self.url, self.sha1, options.data_dir)
+        return locate(self.filename, self.url, self.sha1, self.data_dir)
 
-    def read(self, options: CorpusOptions) -> str:
+    def read(self) -> str:
         """The corpus text after this corpus' normalisation (raw with ``normalize="none"``)."""
-        normalize = check_normalize(self.name, options)
-        path = self.path(options)
-        return nonempty(self.load(path, normalize), path)
+        path = self.path()
+        return nonempty(self.load(path, self.normalize), path)
 
     @abstractmethod
-    def load(self, path: Path, normalize: bool) -> str:
-        """The text of the verified file at ``path``, normalised when ``normalize`` is true."""
+    def load(self, path: Path, normalize: str) -> str:
+        """The text of the verified file at ``path``, normalised by the rule named ``normalize``."""

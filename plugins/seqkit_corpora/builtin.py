@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import zipfile
 from pathlib import Path
 
+from seqkit.corpus import DATA_DIR, NORMALIZE
 from seqkit.data import read_text_file
 from seqkit.errors import DataError
 from seqkit_corpora.base import DownloadedCorpus
 
 _NON_LETTERS = re.compile("[^A-Za-z]+")
+_NON_LOWER = re.compile("[^a-z]+")
 
 
 class TimeMachine(DownloadedCorpus):
@@ -25,13 +28,23 @@ class TimeMachine(DownloadedCorpus):
     default_prefix = "time traveller"
     default_val_fraction = 0.0
     reserve_unk = True
+    options = (
+        dataclasses.replace(NORMALIZE, choices=("default", "d2l-2019", "none"),
+                            help="default: the current lesson's rule (per line, non-letters to one space, "
+                                 "trimmed, lower case, lines joined); d2l-2019: the 2019 lesson's (lower case, "
+                                 "non-letters to spaces, whitespace collapsed over the whole text); none: raw."),
+        DATA_DIR,
+    )
 
-    def load(self, path: Path, normalize: bool) -> str:
-        """Per line: runs of non-letters become one space, trimmed, lower-cased; lines joined
-        with nothing between them (as the lesson does)."""
+    def load(self, path: Path, normalize: str) -> str:
+        """``default``: per line, runs of non-letters become one space, trimmed, lower-cased; lines
+        joined with nothing between them (as the lesson does). ``d2l-2019``: lower-cased, every
+        run of non-letters (line breaks included) one space."""
         text = read_text_file(path)
-        if not normalize:
+        if normalize == "none":
             return text
+        if normalize == "d2l-2019":
+            return _NON_LOWER.sub(" ", text.lower()).strip()
         return "".join(_NON_LETTERS.sub(" ", line).strip().lower() for line in text.splitlines())
 
 
@@ -49,7 +62,7 @@ class Lyrics(DownloadedCorpus):
     default_val_fraction = 0.0
     reserve_unk = False
 
-    def load(self, path: Path, normalize: bool) -> str:
+    def load(self, path: Path, normalize: str) -> str:
         """The zip member ``jaychou_lyrics.txt`` as UTF-8; ``\\n`` and ``\\r`` each become a space."""
         try:
             with zipfile.ZipFile(path) as archive:
@@ -67,7 +80,7 @@ class Lyrics(DownloadedCorpus):
             raise DataError(
                 f"{self.member} in {path} is not valid UTF-8 at byte offset {exc.start}: replace "
                 f"it with the file from {self.url}") from None
-        if not normalize:
+        if normalize == "none":
             return text
         return text.replace("\n", " ").replace("\r", " ")
 
@@ -85,6 +98,6 @@ class Shakespeare(DownloadedCorpus):
     default_val_fraction = 0.1
     reserve_unk = False
 
-    def load(self, path: Path, normalize: bool) -> str:
+    def load(self, path: Path, normalize: str) -> str:
         """The raw text: this corpus has no normalisation of its own."""
         return read_text_file(path)

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from seqkit import Decoder
+from seqkit import Decoder, Option
 from seqkit.decoder import softmax
-from seqkit.errors import ConfigError
 
 
 class GreedyDecoder(Decoder):
@@ -29,10 +28,9 @@ class TemperatureDecoder(Decoder):
 
     name = "temperature"
     description = "sample from softmax(logits / --temperature); 0 = greedy"
+    options = (Option("temperature", float, 1.0, "Softmax temperature (0 = greedy).", ge=0),)
 
     def __init__(self, temperature: float = 1.0) -> None:
-        if not temperature >= 0:
-            raise ConfigError(f"--temperature must be >= 0 (0 means greedy), got {temperature}")
         self.temperature = float(temperature)
 
     def distribution(self, logits: np.ndarray) -> np.ndarray:
@@ -51,10 +49,9 @@ class AlphaDecoder(Decoder):
 
     name = "alpha"
     description = "sample from p^--alpha renormalised"
+    options = (Option("alpha", float, 1.0, "Sharpening exponent: > 1 sharpens, < 1 flattens.", gt=0),)
 
     def __init__(self, alpha: float = 1.0) -> None:
-        if not alpha > 0:
-            raise ConfigError(f"--alpha must be > 0, got {alpha}")
         self.alpha = float(alpha)
 
     def distribution(self, logits: np.ndarray) -> np.ndarray:

@@ -1,6 +1,7 @@
 """Built-in MXNet backend: the op surface on ``mx.nd`` with ``mx.autograd``, plus MXNet's fused RNN."""
 
 from seqkit import LazyComponent, hookimpl
+from seqkit.backend import BACKEND_OPTIONS
 
 
 @hookimpl
@@ -11,5 +12,6 @@ def register_backends(register) -> None:
         target="seqkit_mxnet.backend:MxnetBackend",
         requires=("mxnet",),
         install_hint="pip install 'seqkit[mxnet]'  (MXNet 1.9.1 needs Python <= 3.11-compatible wheels and numpy < 2)",
+        options=BACKEND_OPTIONS,
         description="MXNet 1.9 (CPU or GPU); mx.autograd for any cell, the fused RNN operator for rnn-tanh/rnn-relu",
     ))

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from seqkit import Backend, Optimizer, OptimizerState
+from seqkit import Backend, Option, Optimizer, OptimizerState
 from seqkit.backend import Params
-from seqkit.errors import ConfigError
 
 
 class SGD(Optimizer):
@@ -24,13 +23,13 @@ class Adam(Optimizer):
     name = "adam"
     description = "Adam with bias correction (--beta1, --beta2, --eps)"
     slots = ("m", "v")
+    options = (
+        Option("beta1", float, 0.9, "Adam's first-moment decay.", ge=0, lt=1),
+        Option("beta2", float, 0.999, "Adam's second-moment decay.", ge=0, lt=1),
+        Option("eps", float, 1e-8, "Adam's denominator epsilon.", gt=0),
+    )
 
     def __init__(self, beta1: float = 0.9, beta2: float = 0.999, eps: float = 1e-8) -> None:
-        for flag, value in (("--beta1", beta1), ("--beta2", beta2)):
-            if not 0 <= value < 1:
-                raise ConfigError(f"{flag} must be in [0, 1), got {value}")
-        if not eps > 0:
-            raise ConfigError(f"--eps must be > 0, got {eps}")
         self.beta1, self.beta2, self.eps = float(beta1), float(beta2), float(eps)
 
     def update(self, backend: Backend, params: Params, grads: Params, lr: float, state: OptimizerState) -> None:

@@ -6,7 +6,10 @@ from typing import Iterator
 
 import numpy as np
 
-from seqkit import Sampler
+from seqkit import Option, Sampler
+
+RANDOM_OFFSET = Option("random_offset", bool, True,
+                       "Start each epoch's partition at a random offset (d2l 2nd ed.) or at 0 (d2l-zh, 1st ed.).")
 
 
 class RandomSampler(Sampler):
@@ -17,6 +20,7 @@ class RandomSampler(Sampler):
     name = "random"
     description = "random subsequences, state re-initialised per minibatch"
     carries_state = False
+    options = (RANDOM_OFFSET,)
 
     def __init__(self, random_offset: bool = True) -> None:
         self.random_offset = random_offset
@@ -45,6 +49,7 @@ class SequentialSampler(Sampler):
     name = "sequential"
     description = "consecutive partitions, state carried across minibatches (truncated BPTT)"
     carries_state = True
+    options = (RANDOM_OFFSET,)
 
     def __init__(self, random_offset: bool = True) -> None:
         self.random_offset = random_offset

@@ -4,6 +4,7 @@ Importing this package does not import torch: the backend class is loaded on fir
 """
 
 from seqkit import LazyComponent, hookimpl
+from seqkit.backend import BACKEND_OPTIONS
 
 
 @hookimpl
@@ -14,5 +15,6 @@ def register_backends(register) -> None:
         target="seqkit_torch.backend:TorchBackend",
         requires=("torch",),
         install_hint="pip install 'seqkit[torch]'",
+        options=BACKEND_OPTIONS,
         description="PyTorch on CPU or CUDA; autograd for any cell, fused BPTT / cuDNN for rnn-tanh/rnn-relu",
     ))
