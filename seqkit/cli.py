@@ -102,21 +102,24 @@ class SchemaCommand(click.Command):
         super().__init__(*args, **kwargs)
         self.core, self.kinds = core, kinds
         self.schema_names: list[str] = []
-        self._loaded = False
+        self._loaded_for: object = None
+        self._own_params = list(self.params)
 
     def _load(self) -> None:
-        if self._loaded:
-            return
-        self._loaded = True
         from seqkit.config import CORE_GROUPS
         from seqkit.plugins import get_registry
 
+        registry = get_registry()
+        if self._loaded_for is registry:
+            return
+        self._loaded_for = registry
+        self.params = list(self._own_params)
+        self.schema_names = []
         for group in CORE_GROUPS.values():
             for opt in group:
                 if self.core is None or opt.name in self.core:
                     self.params.append(click_option(opt))
                     self.schema_names.append(opt.name)
-        registry = get_registry()
         for kind in self.kinds:
             for component in registry.components(kind):
                 for opt in component.options:
