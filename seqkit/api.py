@@ -6,6 +6,7 @@ data, initialise or restore the parameters, fit, save.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import signal
 import statistics
@@ -26,7 +27,7 @@ from seqkit.config import CORE_OPTIONS, KIND_OPTIONS, RunConfig, resolve
 from seqkit.configfile import read_config_file
 from seqkit.dataset import Dataset, load_dataset
 from seqkit.engine import FitState, TrainSettings, evaluate, fit, predict
-from seqkit.errors import ConfigError, DataError, DivergedError, TrainingInterrupted
+from seqkit.errors import ConfigError, DataError, DivergedError, SeqkitError, TrainingInterrupted
 from seqkit.network import GenericNetwork, ModelSpec, Network
 from seqkit.optimizer import OptimizerState
 from seqkit.output import append_jsonl, prepare_out_dir, write_json_atomic
@@ -207,7 +208,7 @@ def _check_long_enough(config: RunConfig, sampler: Any, data: Dataset) -> None:
 
 
 def train(
-    progress: Progress | None = None, registry: Registry | None = None, resume: str | Path | None = None,
+    progress: Progress | bool | None = True, registry: Registry | None = None, resume: str | Path | None = None,
     should_stop: Callable[[], int | None] | None = None, preset: str | None = None,
     config: str | Path | None = None, **options: Any,
 ) -> Run:
@@ -215,7 +216,9 @@ def train(
     options included (``decoder="temperature", temperature=0.8``); ``preset=NAME`` and
     ``config=FILE.toml`` supply values underneath them.
 
-    ``progress(event, payload)`` is called with ``("start", info)``, ``("epoch", row)``,
+    ``progress=True`` (the default) shows live progress in a terminal or notebook and plain lines
+    elsewhere; ``False`` is silent; a callable ``progress(event, payload)`` is called with
+    ``("start", info)``, ``("step", FitState)`` after every minibatch, ``("epoch", row)``,
     ``("sample", text)`` and ``("checkpoint", folder)``. With ``out=DIR`` the folder gets
     ``metrics.jsonl`` (a header row with the configuration, then one row per epoch),
     ``summary.json`` and ``checkpoint/`` (every ``checkpoint_every`` epochs, at the end and when
@@ -223,8 +226,22 @@ def train(
     what to change. ``should_stop()`` is polled after every minibatch: a signal number stops
     training with a checkpoint and raises `TrainingInterrupted` (as does Ctrl-C)."""
     registry = registry or get_registry()
-    notify = progress or (lambda event, payload: None)
+    printer = None
+    if progress is True:
+        from seqkit.console import RunPrinter
 
+        printer = RunPrinter()
+    notify: Progress = printer or (progress if callable(progress) else (lambda event, payload: None))
+    try:
+        return _train(notify, registry, resume, should_stop, preset, config, options)
+    finally:
+        if printer is not None:
+            printer.close()
+
+
+def _train(notify: Progress, registry: Registry, resume: str | Path | None,
+           should_stop: Callable[[], int | None] | None, preset: str | None, config: str | Path | None,
+           options: dict[str, Any]) -> Run:
     # 1. configuration
     ckpt = read_checkpoint(resume) if resume is not None else None
     if ckpt is None:
@@ -247,20 +264,21 @@ def train(
         check_resume_data(ckpt, data.vocab, fingerprint)
     spec = ModelSpec(spec_cell, len(data.vocab), run_config.hidden, run_config.embedding)
     network = make_network(parts.backend, spec, run_config.impl)
-    out_dir = prepare_out_dir(run_config.out) if run_config.out else None
 
     # 4. initialise or restore
     if ckpt is None:
-        run = _fresh_run(run_config, data, network, parts, out_dir, registry)
+        run = _fresh_run(run_config, data, network, parts, None, registry)
     else:
         ckpt.check_model(spec, run_config.batch_size)
-        run = _restored_run(ckpt, run_config, network, registry, out_dir)
+        run = _restored_run(ckpt, run_config, network, registry, None)
     run.data_info = fingerprint
     for prefix in run.prefixes:
         run.prefix_ids(prefix)  # fail on unseen prefix tokens before training, not after
+    run.out_dir = prepare_out_dir(run_config.out) if run_config.out else None  # only once all checks passed
+    out_dir = run.out_dir
 
     # 5. fit
-    info = _start_info(run, data, spec, ckpt)
+    info = _start_info(run, data, spec, ckpt, parts.sampler)
     notify("start", info)
     sampler_rng = np.random.default_rng(seed_streams(run_config.seed)["sampler"])
     recorder = _Recorder(run, info, notify, run.prefixes, sampler_rng, should_stop)
@@ -275,12 +293,14 @@ def train(
             optimizer=parts.optimizer, opt_state=run.opt_state)
     except DivergedError as exc:
         recorder.write_summary(None, error=str(exc))
+        recorder.write_plot()
         if out_dir:
             raise DivergedError(f"{exc} (metrics so far are in {out_dir})") from None
         raise
     except KeyboardInterrupt as exc:
         signum = getattr(exc, "signum", signal.SIGINT)
         recorder.write_summary(None, status="interrupted")
+        recorder.write_plot()
         raise TrainingInterrupted(signum, recorder.interrupted_message(signum), recorder.stopped_checkpoint,
                                   run) from None
 
@@ -290,7 +310,26 @@ def train(
     for sample in samples:
         notify("sample", sample)
     recorder.write_summary(samples)
+    recorder.write_plot()
     return run
+
+
+def _seconds_per_minibatch(run: Run, data: Dataset) -> float | None:
+    """A probe for the first line's time estimate: the faster of two forward-backward passes on the
+    first minibatch-sized window (parameters untouched, no random draws), plus 10 % for the rest."""
+    config = run.config
+    size = config.batch_size * config.num_steps
+    if len(data.train_ids) <= size + 1 or config.no_detach:
+        return None
+    X = data.train_ids[:size].reshape(config.batch_size, config.num_steps)
+    Y = data.train_ids[1:size + 1].reshape(config.batch_size, config.num_steps)
+    times = []
+    for _ in range(2):
+        started = time.perf_counter()
+        run.network.loss_and_grad(run.params, X, Y, run.network.init_state(config.batch_size), 0)
+        run.backend.synchronize()
+        times.append(time.perf_counter() - started)
+    return min(times) * 1.1
 
 
 def _fresh_run(config: RunConfig, data: Dataset, network: Network, parts: Components, out_dir: Path | None,
@@ -319,9 +358,15 @@ def _restored_run(ckpt: Checkpoint, config: RunConfig, network: Network, registr
     return run
 
 
-def _start_info(run: Run, data: Dataset, spec: ModelSpec, ckpt: Checkpoint | None) -> dict:
-    backend = run.backend
+def _start_info(run: Run, data: Dataset, spec: ModelSpec, ckpt: Checkpoint | None, sampler: Any) -> dict:
+    backend, config = run.backend, run.config
+    batches = max(1, sampler.min_batches(len(data.train_ids), config.batch_size, config.num_steps))
+    epochs_left = config.epochs - (ckpt.epoch if ckpt else 0)
+    per_batch = _seconds_per_minibatch(run, data)
     return {
+        "corpus": config.corpus, "cell": config.cell, "hidden": config.hidden, "optimizer": config.optimizer,
+        "lr": config.lr, "log_every": config.log_every, "batches_per_epoch": batches,
+        "estimate_s": per_batch * batches * epochs_left if per_batch else None,
         "backend": backend.name, "device": backend.device, "impl": run.network.impl, "dtype": backend.dtype,
         "vocab_size": len(data.vocab), "train_tokens": len(data.train_ids), "val_tokens": len(data.val_ids),
         "num_params": int(sum(np.prod(s.shape) for s in spec.param_specs().values())),
@@ -378,6 +423,7 @@ class _Recorder:
             self.save(FitState(row["epoch"], sampler_rng=self.sampler_rng.bit_generator.state))
 
     def on_step(self, state: FitState) -> None:
+        self.notify("step", state)
         signum = self.should_stop() if self.should_stop else None
         if signum:
             raise TrainingInterrupted(signum)
@@ -391,6 +437,17 @@ class _Recorder:
 
     def interrupted_message(self, signum: int) -> str:
         return _interrupted_message(signum, self.stopped, self.last_checkpoint, self.out_dir, self.failure)
+
+    def write_plot(self) -> None:
+        """``perplexity.png`` beside the metrics when matplotlib is installed and an epoch is done."""
+        if self.out_dir is None or not self.run.history or importlib.util.find_spec("matplotlib") is None:
+            return
+        from seqkit.plot import plot_run
+
+        try:
+            plot_run(self.out_dir)
+        except SeqkitError:
+            pass  # the metrics are written; `seqkit plot` can draw them later and say what went wrong
 
     def write_summary(self, samples: list[str] | None, error: str | None = None, status: str | None = None) -> None:
         if self.out_dir:

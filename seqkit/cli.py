@@ -186,10 +186,11 @@ def main() -> None:
 @click.option("--print-config", is_flag=True, help="Print the resolved configuration as TOML and exit.")
 @click.option("--resume", type=click.Path(), default=None,
               help="Continue the run checkpointed in this folder; options given change only what may change.")
+@click.option("--quiet", "-q", is_flag=True, help="Print only errors and the final summary.")
 @click.pass_context
 @friendly_errors
 def run(ctx: click.Context, preset: str | None, config_file: str | None, print_config: bool, resume: str | None,
-        **values: Any) -> None:
+        quiet: bool, **values: Any) -> None:
     """Train a model, printing perplexity and samples; writes summary.json, metrics.jsonl and
     checkpoint/. Ctrl-C or SIGTERM saves a checkpoint and exits (130, 143)."""
     from seqkit.api import configure, train
@@ -213,7 +214,7 @@ def run(ctx: click.Context, preset: str | None, config_file: str | None, print_c
         resolved = configure(options, preset, config_file)
         if resolved.out is None:
             options["out"] = str(default_out_dir(resolved.corpus, resolved.backend))
-    printer = RunPrinter(options.get("epochs", 0), options.get("log_every", 10))
+    printer = RunPrinter(quiet=quiet)
     stop = StopSignals()
 
     def progress(event: str, payload: Any) -> None:
@@ -226,6 +227,7 @@ def run(ctx: click.Context, preset: str | None, config_file: str | None, print_c
                        **options)
     finally:
         stop.restore()
+        printer.close()
     printer.done(str(result.out_dir) if result.out_dir else None)
 
 
@@ -286,15 +288,22 @@ def evaluate(ctx: click.Context, path: str, as_json: bool, **values: Any) -> Non
 
 
 @main.command()
-@click.argument("run_dir", type=click.Path())
-@click.option("--out", type=click.Path(dir_okay=False), default=None,
-              help="PNG to write (default: RUN_DIR/perplexity.png).")
+@click.argument("run_dirs", nargs=-1, required=True, type=click.Path())
+@click.option("--out", "-o", type=click.Path(dir_okay=False), default=None,
+              help="PNG to write (default: RUN_DIR/perplexity.png for one run, overlay.png here for several).")
+@click.option("--label", "labels", multiple=True, help="Legend label per run, in order (default: folder names).")
 @friendly_errors
-def plot(run_dir: str, out: str | None) -> None:
-    """Draw the perplexity curves of a run folder (needs matplotlib: pip install 'seqkit[plot]')."""
-    from seqkit.plot import plot_run
+def plot(run_dirs: tuple[str, ...], out: str | None, labels: tuple[str, ...]) -> None:
+    """Draw the perplexity curves of one run folder, or overlay several (needs matplotlib:
+    pip install 'seqkit[plot]')."""
+    from seqkit.plot import plot_run, plot_runs
 
-    click.echo(f"Wrote {plot_run(run_dir, out)}")
+    if labels and len(labels) != len(run_dirs):
+        raise ConfigError(f"{len(labels)} --label values for {len(run_dirs)} run folders: give one per folder")
+    if len(run_dirs) == 1 and not labels:
+        click.echo(f"Wrote {plot_run(run_dirs[0], out)}")
+        return
+    click.echo(f"Wrote {plot_runs(list(run_dirs), out or 'overlay.png', list(labels) or None)}")
 
 
 @main.command()

@@ -1,7 +1,7 @@
 """The engine's own options, and resolving a run's configuration from every source.
 
-A run's options come in layers: declared defaults < a preset < a config file < what the user
-typed (flags or keywords). `resolve` merges them, picks the components, keeps exactly the options
+A run's options come in layers: declared defaults < the corpus' recommended values < a preset < a
+config file < what the user typed (flags or keywords). `resolve` merges them, picks the components, keeps exactly the options
 the engine and the selected components declare, and validates each value once, through its
 `seqkit.options.Option`. Values from a preset or a config file for a component that is not
 selected are ignored; a value given explicitly that no selected component uses is an error.
@@ -116,15 +116,27 @@ class RunConfig:
         return self.values.get("prefix")
 
 
-def selected(registry: "Registry", values: Mapping[str, Any]) -> dict[str, str]:
-    """The component name of each kind these values select (the core default where unset)."""
+def selected(registry: "Registry", values: Mapping[str, Any],
+             only_kinds: tuple[str, ...] | None = None) -> dict[str, str]:
+    """The component name of each kind these values select (the core default where unset);
+    only the names of ``only_kinds`` (default: all) are checked against the registry."""
     chosen = {kind: values.get(opt) or CORE_OPTIONS[opt].default for kind, opt in KIND_OPTIONS.items()}
     if values.get("corpus_file") and not values.get("corpus"):
         chosen["corpus"] = "file"
     for kind, name in chosen.items():
         CORE_OPTIONS[KIND_OPTIONS[kind]].validate(name)
-        registry.component(kind, name)  # unknown names list the valid ones
+        if only_kinds is None or kind in only_kinds:
+            registry.component(kind, name)  # unknown names list the valid ones
     return chosen
+
+
+def corpus_default_options(registry: "Registry", corpus: str) -> dict[str, Any]:
+    """The option values a corpus recommends (its ``default_options``): a run on it with no other
+    flag trains in minutes to a model that writes recognisable text."""
+    factory = registry.component("corpus", corpus).factory
+    defaults = dict(getattr(factory, "default_options", None) or {})
+    defaults.pop("corpus", None)
+    return defaults
 
 
 def resolve(registry: "Registry", explicit: Mapping[str, Any] | None = None,
@@ -143,7 +155,14 @@ def resolve(registry: "Registry", explicit: Mapping[str, Any] | None = None,
             if key not in known:
                 raise ConfigError(f"unknown {source} {key!r}{nearest(key, known)}; see `seqkit run --help`")
     merged = {**base, **explicit}
-    chosen = selected(registry, merged)
+    if "corpus_file" in explicit and "corpus" not in explicit:
+        merged["corpus"] = "file"
+    chosen = selected(registry, merged, only_kinds)
+    corpus_defaults = corpus_default_options(registry, chosen["corpus"]) \
+        if chosen["corpus"] in registry.names("corpus") else {}
+    if corpus_defaults:
+        merged = {**corpus_defaults, **merged}
+        chosen = selected(registry, merged, only_kinds)
     kinds = only_kinds or tuple(KIND_OPTIONS)
     owners: dict[str, list[tuple[str, str]]] = {}
     declared: dict[str, Option] = {}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from seqkit.options import Option
 
@@ -23,6 +23,8 @@ class Corpus(ABC):
     ``reserve_unk`` (whether the vocabulary gets an ``<unk>`` token at index 0). ``source`` says
     where the text comes from (a URL or "user file"), shown by ``seqkit plugins``. Raise
     `seqkit.errors.DataError` with a message that says what to do when the text cannot be had.
+    ``default_options`` holds the option values this corpus recommends (epochs, optimizer, ...):
+    they sit under presets, config files and flags, so a run with no other flag is a good one.
     """
 
     name: ClassVar[str] = ""
@@ -32,6 +34,7 @@ class Corpus(ABC):
     default_prefix: ClassVar[str] = ""
     default_val_fraction: ClassVar[float] = 0.0
     reserve_unk: ClassVar[bool] = False
+    default_options: ClassVar[dict[str, Any]] = {}
 
     @abstractmethod
     def read(self) -> str:

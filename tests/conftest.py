@@ -11,7 +11,9 @@ SHARED_CORPORA = Path(__file__).resolve().parents[2] / "shared" / "corpora"
 
 @pytest.fixture(autouse=True)
 def _isolated_cache(tmp_path_factory, monkeypatch):
-    """No test reads or writes the user's cache; ``SEQKIT_DATA`` is unset unless a test sets it."""
+    """No test reads or writes the user's cache or the checkout (runs land in a temporary working
+    folder); ``SEQKIT_DATA`` is unset unless a test sets it."""
+    monkeypatch.chdir(tmp_path_factory.mktemp("cwd"))
     monkeypatch.setenv("SEQKIT_CACHE", str(tmp_path_factory.mktemp("cache")))
     monkeypatch.delenv("SEQKIT_DATA", raising=False)
     monkeypatch.delenv("SEQKIT_LOAD_PLUGINS", raising=False)

@@ -41,8 +41,18 @@ def test_corpus_file_selects_the_file_corpus(tmp_path):
     assert config.corpus == "file" and config.corpus_file.endswith("x.txt")
 
 
-def test_defaults_follow_the_lesson():
-    c = configure()
+def test_the_corpus_recommends_defaults_under_everything_else(tmp_path):
+    book = configure()
+    assert (book.epochs, book.lr, book.lr_decay, book.lr_decay_every) == (100, 1.0, 0.5, 25)
+    assert configure({"epochs": 7}).epochs == 7
+    assert configure({}, preset="d2l").epochs == 500
+    plays = configure({"corpus": "shakespeare"})
+    assert (plays.optimizer, plays.embedding, plays.beta1) == ("adam", 64, 0.9)
+    assert configure({"corpus_file": str(tmp_path / "x.txt")}).epochs == 500  # the file corpus recommends nothing
+
+
+def test_core_defaults_follow_the_lesson():
+    c = configure({}, preset="d2l")
     assert (c.num_steps, c.batch_size, c.hidden, c.epochs, c.lr, c.clip_theta) == (35, 32, 512, 500, 1.0, 1.0)
     assert (c.sampler, c.cell, c.decoder, c.backend) == ("sequential", "rnn-tanh", "greedy", "numpy")
 
