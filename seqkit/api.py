@@ -119,6 +119,7 @@ class Run:
         self.opt_state = OptimizerState()  # the optimizer's slots and update count
         self.rng_states: dict[str, dict] = {}  # saved NumPy generator states: "init", "decoder"
         self.data_info: dict | None = None  # token counts and hash of the training text
+        self.saved_options: dict[str, Any] = config.to_dict()  # every option the run trained with
 
     @property
     def backend(self) -> Backend:
@@ -355,6 +356,7 @@ def _restored_run(ckpt: Checkpoint, config: RunConfig, network: Network, registr
     run.opt_state = ckpt.optimizer_state(backend.asarray)
     run.rng_states = ckpt.rng_states
     run.data_info = ckpt.state.get("data")
+    run.saved_options = saved_values(ckpt, registry)
     return run
 
 
@@ -518,13 +520,16 @@ def load(path: str | Path, backend: str = "numpy", registry: Registry | None = N
     return run
 
 
-def corpus_text(config: RunConfig, registry: Registry | None = None, **options: Any) -> tuple[str, str]:
-    """The text of a corpus for evaluation and its name: the run's own corpus (read whole, with its
-    options) unless ``options`` name another corpus or file; ``max_tokens`` cuts it."""
+def corpus_text(config: RunConfig, registry: Registry | None = None, saved: Mapping[str, Any] | None = None,
+                **options: Any) -> tuple[str, str]:
+    """The text of a corpus for evaluation and its name: the run's own corpus (read whole, with the
+    options in ``saved``, the run's `Run.saved_options`) unless ``options`` name another corpus or
+    file; ``max_tokens`` cuts it."""
     registry = registry or get_registry()
+    saved = dict(saved or {})
     if options.get("corpus") and options.get("corpus_file"):
         raise ConfigError("pass --corpus or --corpus-file, not both")
-    base = {k: v for k, v in config.to_dict().items() if k != "max_tokens"}
+    base = {k: v for k, v in {**saved, **config.to_dict()}.items() if k != "max_tokens"}
     if options.get("corpus") or options.get("corpus_file"):
         base.pop("corpus_file", None)
         base.pop("corpus", None)

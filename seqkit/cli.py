@@ -274,7 +274,7 @@ def evaluate(ctx: click.Context, path: str, as_json: bool, **values: Any) -> Non
     corpus_names = {"corpus", "max_tokens"} | {o.name for c in get_registry().components("corpus") for o in c.options}
     corpus_options = {k: options.pop(k) for k in list(options) if k in corpus_names}
     model = load(path, **options)
-    text, name = corpus_text(model.config, **corpus_options)
+    text, name = corpus_text(model.config, saved=model.saved_options, **corpus_options)
     result = model.evaluate(text)
     result.update(text=name, backend=model.backend.name, device=model.backend.device)
     if as_json:
@@ -304,6 +304,37 @@ def plot(run_dirs: tuple[str, ...], out: str | None, labels: tuple[str, ...]) ->
         click.echo(f"Wrote {plot_run(run_dirs[0], out)}")
         return
     click.echo(f"Wrote {plot_runs(list(run_dirs), out or 'overlay.png', list(labels) or None)}")
+
+
+@main.command()
+@click.option("--corpus", default="timemachine", show_default=True, help="Corpus every variant trains on.")
+@click.option("--epochs", type=int, default=20, show_default=True, help="Epochs per variant.")
+@click.option("--backend", default="numpy", show_default=True, help="Array framework.")
+@click.option("--max-tokens", type=int, default=10000, show_default=True,
+              help="Tokens of the corpus to use (no-detach costs grow with the epoch's length).")
+@click.option("--hidden", type=int, default=256, show_default=True)
+@click.option("--val-fraction", type=float, default=0.1, show_default=True, help="Held-out tail for validation.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--out", type=click.Path(file_okay=False), default=None,
+              help="Output folder (default: a new folder under runs/).")
+@friendly_errors
+def ablate(corpus: str, epochs: int, backend: str, max_tokens: int, hidden: int, val_fraction: float, seed: int,
+           out: str | None) -> None:
+    """Train the lesson's exercises side by side on one budget — tanh vs ReLU, clipping vs none,
+    sequential vs random sampling, detach vs no-detach, one-hot vs embedding — and write a markdown
+    table and an overlay plot."""
+    from seqkit.ablate import ablate as run_ablation
+    from seqkit.api import configure
+    from seqkit.output import default_out_dir
+
+    options = dict(corpus=corpus, epochs=epochs, backend=backend, max_tokens=max_tokens, hidden=hidden,
+                   val_fraction=val_fraction, seed=seed, checkpoint_every=0)
+    configure(options)  # every value checked before the first variant starts
+    folder = out or str(default_out_dir(f"ablate-{corpus}", backend))
+    click.echo("| variant | change | epochs | train ppl | val ppl | tokens/s | diverged |")
+    click.echo("|---|---|---|---|---|---|---|")
+    run_ablation(folder, options, report=click.echo)
+    click.echo(f"Wrote {folder}/ablation.md and {folder}/ablation.png")
 
 
 @main.command()
