@@ -11,6 +11,7 @@ from seqkit.corpus import Corpus
 from seqkit.decoder import Decoder
 from seqkit.errors import SeqkitError
 from seqkit.hookspecs import hookimpl
+from seqkit.logger import Logger
 from seqkit.optimizer import Optimizer, OptimizerState
 from seqkit.options import Option
 from seqkit.plugins import LazyComponent
@@ -19,7 +20,7 @@ from seqkit.sampler import Sampler
 __version__ = "0.1.0"
 
 __all__ = [
-    "Backend", "Cell", "Clipper", "Corpus", "Decoder", "LazyComponent", "Option", "Optimizer",
+    "Backend", "Cell", "Clipper", "Corpus", "Decoder", "LazyComponent", "Logger", "Option", "Optimizer",
     "OptimizerState", "ParamSpec", "Sampler", "SeqkitError", "hookimpl", "load", "train", "__version__",
 ]
 

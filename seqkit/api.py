@@ -7,7 +7,6 @@ data, initialise or restore the parameters, fit, save.
 from __future__ import annotations
 
 import importlib.util
-import json
 import signal
 import statistics
 import time
@@ -28,9 +27,10 @@ from seqkit.configfile import read_config_file
 from seqkit.dataset import Dataset, load_dataset
 from seqkit.engine import FitState, TrainSettings, evaluate, fit, predict
 from seqkit.errors import ConfigError, DataError, DivergedError, SeqkitError, TrainingInterrupted
+from seqkit.logger import Logger
 from seqkit.network import GenericNetwork, ModelSpec, Network
 from seqkit.optimizer import OptimizerState
-from seqkit.output import append_jsonl, prepare_out_dir, write_json_atomic
+from seqkit.output import prepare_out_dir, write_json_atomic
 from seqkit.plugins import Registry, get_registry
 from seqkit.resume import check_resume_data, resume_config, saved_values
 from seqkit.store import CheckpointError
@@ -232,7 +232,7 @@ def train(
         from seqkit.console import RunPrinter
 
         printer = RunPrinter()
-    notify: Progress = printer or (progress if callable(progress) else (lambda event, payload: None))
+    notify = printer or (progress if callable(progress) else None)
     try:
         return _train(notify, registry, resume, should_stop, preset, config, options)
     finally:
@@ -240,7 +240,7 @@ def train(
             printer.close()
 
 
-def _train(notify: Progress, registry: Registry, resume: str | Path | None,
+def _train(notify: Progress | None, registry: Registry, resume: str | Path | None,
            should_stop: Callable[[], int | None] | None, preset: str | None, config: str | Path | None,
            options: dict[str, Any]) -> Run:
     # 1. configuration
@@ -276,13 +276,22 @@ def _train(notify: Progress, registry: Registry, resume: str | Path | None,
     for prefix in run.prefixes:
         run.prefix_ids(prefix)  # fail on unseen prefix tokens before training, not after
     run.out_dir = prepare_out_dir(run_config.out) if run_config.out else None  # only once all checks passed
-    out_dir = run.out_dir
 
-    # 5. fit
+    # 5. fit, watched by the progress callback and the selected loggers
     info = _start_info(run, data, spec, ckpt, parts.sampler)
-    notify("start", info)
+    observers = [_ProgressObserver(notify)] if notify else []
+    observers += [registry.create("logger", name, **run_config.component_options("logger", name))
+                  for name in run_config.logger or []]
+    with registry.watching(observers):
+        return _fit_and_save(run, data, parts, info, should_stop)
+
+
+def _fit_and_save(run: Run, data: Dataset, parts: Components, info: dict,
+                  should_stop: Callable[[], int | None] | None) -> Run:
+    run_config, network, out_dir, hook = run.config, run.network, run.out_dir, run.registry.hook
+    hook.seqkit_run_started(run=run, info=info)
     sampler_rng = np.random.default_rng(seed_streams(run_config.seed)["sampler"])
-    recorder = _Recorder(run, info, notify, run.prefixes, sampler_rng, should_stop)
+    recorder = _Recorder(run, info, run.prefixes, sampler_rng, should_stop)
     settings = TrainSettings(
         epochs=run_config.epochs, batch_size=run_config.batch_size, num_steps=run_config.num_steps,
         lr=run_config.lr, lr_decay=run_config.lr_decay, lr_decay_every=run_config.lr_decay_every,
@@ -295,6 +304,7 @@ def _train(notify: Progress, registry: Registry, resume: str | Path | None,
     except DivergedError as exc:
         recorder.write_summary(None, error=str(exc))
         recorder.write_plot()
+        hook.seqkit_run_finished(run=run, status="diverged", error=str(exc))
         if out_dir:
             raise DivergedError(f"{exc} (metrics so far are in {out_dir})") from None
         raise
@@ -302,16 +312,19 @@ def _train(notify: Progress, registry: Registry, resume: str | Path | None,
         signum = getattr(exc, "signum", signal.SIGINT)
         recorder.write_summary(None, status="interrupted")
         recorder.write_plot()
-        raise TrainingInterrupted(signum, recorder.interrupted_message(signum), recorder.stopped_checkpoint,
-                                  run) from None
+        message = recorder.interrupted_message(signum)
+        hook.seqkit_run_finished(run=run, status="interrupted", error=message)
+        raise TrainingInterrupted(signum, message, recorder.stopped_checkpoint, run) from None
+    except Exception as exc:
+        hook.seqkit_run_finished(run=run, status="failed", error=f"{type(exc).__name__}: {exc}")
+        raise
 
     # 6. save
     recorder.save(FitState(run_config.epochs, sampler_rng=sampler_rng.bit_generator.state))
-    samples = [run.predict(prefix) for prefix in run.prefixes]
-    for sample in samples:
-        notify("sample", sample)
+    samples = [recorder.sample(prefix, run_config.epochs) for prefix in run.prefixes]
     recorder.write_summary(samples)
     recorder.write_plot()
+    hook.seqkit_run_finished(run=run, status="completed", error=None)
     return run
 
 
@@ -377,12 +390,36 @@ def _start_info(run: Run, data: Dataset, spec: ModelSpec, ckpt: Checkpoint | Non
     }
 
 
-class _Recorder:
-    """A training run's side effects: metrics.jsonl, samples, checkpoints, summary.json, stop requests."""
+class _ProgressObserver(Logger):
+    """The ``progress(event, payload)`` callback of `train`, as a run watcher."""
 
-    def __init__(self, run: Run, info: dict, notify: Progress, prefixes: list[str],
+    def __init__(self, notify: Progress) -> None:
+        self.notify = notify
+
+    def seqkit_run_started(self, run: Any, info: dict) -> None:
+        self.notify("start", info)
+
+    def seqkit_step_ended(self, run: Any, state: Any) -> None:
+        self.notify("step", state)
+
+    def seqkit_epoch_ended(self, run: Any, row: dict) -> None:
+        self.notify("epoch", row)
+
+    def seqkit_sample_generated(self, run: Any, text: str, epoch: int) -> None:
+        self.notify("sample", text)
+
+    def seqkit_checkpoint_saved(self, run: Any, folder: Path) -> None:
+        self.notify("checkpoint", str(folder))
+
+
+class _Recorder:
+    """A training run's side effects: samples, checkpoints, summary.json, stop requests, and the
+    lifecycle hooks that tell every watcher (metrics.jsonl, the console, loggers) about them."""
+
+    def __init__(self, run: Run, info: dict, prefixes: list[str],
                  sampler_rng: np.random.Generator, should_stop: Callable[[], int | None] | None) -> None:
-        self.run, self.info, self.notify, self.prefixes = run, info, notify, prefixes
+        self.run, self.info, self.prefixes = run, info, prefixes
+        self.hook = run.registry.hook
         self.sampler_rng = sampler_rng
         self.should_stop = should_stop
         self.out_dir = run.out_dir
@@ -390,11 +427,11 @@ class _Recorder:
         self.stopped: FitState | None = None
         self.failure: str | None = None
         self.started = time.perf_counter()
-        self.metrics_path = self.out_dir / "metrics.jsonl" if self.out_dir else None
-        if self.metrics_path:
-            header = {"header": {"seqkit_version": seqkit.__version__, "config": run.config.to_dict()}}
-            rows = [header, *run.history]
-            self.metrics_path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+
+    def sample(self, prefix: str, epoch: int) -> str:
+        text = self.run.predict(prefix)
+        self.hook.seqkit_sample_generated(run=self.run, text=text, epoch=epoch)
+        return text
 
     @property
     def last_checkpoint(self) -> Path | None:
@@ -409,23 +446,21 @@ class _Recorder:
         self.run.fit_state = state
         if self.out_dir:
             self.saved.append(self.run.save(self.out_dir))
-            self.notify("checkpoint", str(self.saved[-1]))
+            self.hook.seqkit_checkpoint_saved(run=self.run, folder=self.saved[-1])
 
     def on_epoch(self, row: dict) -> None:
         config = self.run.config
         self.run.history.append(row)
-        if self.metrics_path:
-            append_jsonl(self.metrics_path, row)
-        self.notify("epoch", row)
+        self.hook.seqkit_epoch_ended(run=self.run, row=row)
         if row["epoch"] % config.sample_every == 0 and row["epoch"] != config.epochs:
             for prefix in self.prefixes:
-                self.notify("sample", self.run.predict(prefix))
+                self.sample(prefix, row["epoch"])
         every = config.checkpoint_every
         if every and row["epoch"] % every == 0 and row["epoch"] != config.epochs:
             self.save(FitState(row["epoch"], sampler_rng=self.sampler_rng.bit_generator.state))
 
     def on_step(self, state: FitState) -> None:
-        self.notify("step", state)
+        self.hook.seqkit_step_ended(run=self.run, state=state)
         signum = self.should_stop() if self.should_stop else None
         if signum:
             raise TrainingInterrupted(signum)
@@ -471,20 +506,6 @@ def _interrupted_message(signum: int, state: FitState | None, folder: Path | Non
     return f"{name}: stopped {where}; checkpoint saved in {folder}; continue with: seqkit run --resume {out_dir}"
 
 
-
-
-def _interrupted_message(signum: int, state: FitState | None, folder: Path | None, out_dir: Path | None,
-                         failure: str | None) -> str:
-    name = signal.Signals(signum).name
-    if state is None:
-        kept = f"; the last checkpoint ({folder}) is kept" if folder else ""
-        why = failure or ("no output folder" if out_dir is None else "stopped during a parameter update")
-        return f"{name}: no checkpoint written ({why}){kept}"
-    where = f"after epoch {state.epoch}" if not state.position else \
-        f"in epoch {state.epoch + 1} after minibatch {state.position}"
-    if out_dir is None:
-        return f"{name}: stopped {where}; the Run (exception.run) can be saved with run.save(path)"
-    return f"{name}: stopped {where}; checkpoint saved in {folder}; continue with: seqkit run --resume {out_dir}"
 
 
 LOAD_KINDS = ("backend", "cell", "decoder")

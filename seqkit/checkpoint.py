@@ -25,7 +25,7 @@ from seqkit.engine import FitState, TrainSettings
 from seqkit.network import ModelSpec
 from seqkit.optimizer import OptimizerState
 from seqkit.store import (
-    CHECKPOINT_DIR, FORMAT, FORMAT_VERSION, MODEL_FILE, STATE_FILE, CheckpointError, checkpoint_target, locate,
+    FORMAT, FORMAT_VERSION, MODEL_FILE, STATE_FILE, CheckpointError, checkpoint_target, locate,
     run_dir_of, write_checkpoint,
 )
 

@@ -68,6 +68,8 @@ CORE_GROUPS: dict[str, tuple[Option, ...]] = {
                "interrupted).", ge=0, resumable=True),
         Option("out", str, None, "Output folder (default: a new folder under runs/).", nullable=True, path=True,
                resumable=True, portable=False),
+        Option("logger", str, None, "Run watchers to add, e.g. tensorboard; repeat for several (see "
+               "`seqkit plugins`).", multiple=True, nullable=True, resumable=True),
     ),
 }
 CORE_OPTIONS: dict[str, Option] = {opt.name: opt for group in CORE_GROUPS.values() for opt in group}
@@ -102,9 +104,10 @@ class RunConfig:
         """Every resolved value, core options first, then each component's, JSON-ready."""
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.values.items()}
 
-    def component_options(self, kind: str) -> dict[str, Any]:
-        """The keyword arguments the selected component of ``kind`` is constructed with."""
-        name = self.values[KIND_OPTIONS[kind]]
+    def component_options(self, kind: str, name: str | None = None) -> dict[str, Any]:
+        """The keyword arguments the selected component of ``kind`` (or the one called ``name``,
+        for loggers) is constructed with."""
+        name = name or self.values[KIND_OPTIONS[kind]]
         return {opt: self.values[opt] for opt, owners in self.owners.items() if (kind, name) in owners}
 
     def replace(self, registry: "Registry", **changes: Any) -> "RunConfig":
@@ -170,6 +173,11 @@ def resolve(registry: "Registry", explicit: Mapping[str, Any] | None = None,
         for opt in registry.component(kind, chosen[kind]).options:
             owners.setdefault(opt.name, []).append((kind, chosen[kind]))
             declared.setdefault(opt.name, opt)
+    loggers = CORE_OPTIONS["logger"].validate(merged.get("logger")) if only_kinds is None else None
+    for name in loggers or []:
+        for opt in registry.component("logger", name).options:
+            owners.setdefault(opt.name, []).append(("logger", name))
+            declared.setdefault(opt.name, opt)
     for key in explicit:
         if key not in CORE_OPTIONS and key not in declared:
             raise ConfigError(_unused_message(registry, key, chosen, kinds))
@@ -190,6 +198,8 @@ def _unused_message(registry: "Registry", key: str, chosen: dict[str, str], kind
     if not users:
         return f"{flag} is not an option of this command"
     named = ", ".join(f"{kind} {comp!r}" for kind, comp in users)
+    if all(kind == "logger" for kind, _ in users):
+        return f"{flag} is used by {named}: add --logger {users[0][1]} or leave {flag} out"
     relevant = [kind for kind, _ in users if kind in kinds]
     if not relevant:
         return f"{flag} belongs to {named}, which this command does not use"

@@ -16,11 +16,16 @@ missing one is reported with an install hint. Every implementation is called (no
 others). A registration that is wrong (no name, not the interface, an abstract method left
 out, a name another plugin already registered, an option that clashes) is refused and recorded
 against the plugin (``seqkit plugins`` shows it); everything else keeps working.
+
+The second group, the run lifecycle hooks, is called while a run trains, in phase order, on every
+plugin that implements them and on the `seqkit.Logger` instances selected with ``--logger``.
+Their results are ignored; an exception in one stops the run (as in pytest), so keep them small.
 """
 
 from __future__ import annotations
 
-from typing import Callable
+from pathlib import Path
+from typing import Any, Callable
 
 import pluggy
 
@@ -94,3 +99,53 @@ def register_presets(register: Register) -> None:
     ``register`` takes a `seqkit.presets.Preset` (`seqkit.presets.presets_in_folder` reads a folder
     of TOML files). Selected with ``seqkit run --preset NAME``; listed by ``seqkit presets``.
     Names must be unique across plugins."""
+
+
+@hookspec
+def register_loggers(register: Register) -> None:
+    """Register `seqkit.Logger` subclasses (run watchers), e.g. ``register(TensorBoardLogger)``.
+
+    Selected with ``--logger NAME`` (repeatable); constructed with their declared options, then
+    registered for the length of the run so their lifecycle methods are called."""
+
+
+# -- Run lifecycle (called in this order while ``seqkit run`` / ``seqkit.train`` trains) --------------------
+@hookspec
+def seqkit_run_started(run: Any, info: dict) -> None:
+    """Training is about to start. ``run`` is the `seqkit.api.Run` (``run.config``, ``run.out_dir``
+    — None without an output folder — ``run.vocab``, ``run.history`` when resuming); ``info``
+    holds backend, device, impl, dtype, corpus, sizes, ``epochs``, ``batches_per_epoch``,
+    ``estimate_s`` (seconds, or None) and ``resumed`` (None, or where the run resumes)."""
+
+
+@hookspec
+def seqkit_step_ended(run: Any, state: Any) -> None:
+    """A minibatch was trained. ``state`` is a `seqkit.engine.FitState`: ``epoch`` epochs done,
+    ``position`` minibatches of the current one, running ``loss_sum``, ``tokens``,
+    ``train_time``. Called after every minibatch: keep it cheap."""
+
+
+@hookspec
+def seqkit_epoch_ended(run: Any, row: dict) -> None:
+    """An epoch ended. ``row`` is its metrics row: ``epoch``, ``train_ppl``, ``val_ppl``,
+    ``val_bpc`` (None without a validation split), ``lr``, ``grad_norm``, ``clipped_fraction``,
+    ``tokens_per_s``, ``elapsed_s``. It is already in ``run.history``."""
+
+
+@hookspec
+def seqkit_sample_generated(run: Any, text: str, epoch: int) -> None:
+    """A sample was generated after ``epoch`` epochs (``--sample-every`` and at the end): ``text``
+    is the prefix followed by the generated tokens."""
+
+
+@hookspec
+def seqkit_checkpoint_saved(run: Any, folder: Path) -> None:
+    """A checkpoint was written atomically into ``folder`` (``--checkpoint-every``, at the end, or
+    when the run was interrupted)."""
+
+
+@hookspec
+def seqkit_run_finished(run: Any, status: str, error: str | None) -> None:
+    """The run ended: ``status`` is ``"completed"``, ``"diverged"``, ``"interrupted"`` or
+    ``"failed"``; ``error`` is the one-line reason (None when completed). Always called once
+    after `seqkit_run_started`, also when training raised."""

@@ -27,6 +27,7 @@ from seqkit.clipper import Clipper
 from seqkit.corpus import Corpus
 from seqkit.decoder import Decoder
 from seqkit.errors import ConfigError, PluginError, UnavailableError
+from seqkit.logger import LIFECYCLE_HOOKS, Logger
 from seqkit.optimizer import Optimizer
 from seqkit.options import Option, check_options, nearest
 from seqkit.sampler import Sampler
@@ -43,7 +44,21 @@ KINDS: dict[str, tuple[str, type, str]] = {
     "clipper": ("register_clippers", Clipper, "--clipper"),
     "decoder": ("register_decoders", Decoder, "--decoder"),
     "optimizer": ("register_optimizers", Optimizer, "--optimizer"),
+    "logger": ("register_loggers", Logger, "--logger"),
 }
+_PLAIN_IMPL = {"wrapper": False, "hookwrapper": False, "optionalhook": False, "tryfirst": False, "trylast": False,
+               "specname": None}
+
+
+class SeqkitPluginManager(pluggy.PluginManager):
+    """pluggy's manager, plus: a `seqkit.Logger` instance's methods named after the lifecycle hooks
+    are hook implementations without markers (a logger is a plain class)."""
+
+    def parse_hookimpl_opts(self, plugin: Any, name: str) -> Any:
+        opts = super().parse_hookimpl_opts(plugin, name)
+        if opts is None and isinstance(plugin, Logger) and name in LIFECYCLE_HOOKS:
+            return dict(_PLAIN_IMPL)
+        return opts
 
 
 class LazyComponent:
@@ -153,7 +168,7 @@ def make_plugin_manager(
     Returns the manager and a `PluginInfo` per entry point (those that failed to import carry
     the reason and an install hint). An extra plugin whose name an entry point already uses
     replaces it, so a plugin's own tests work whether or not the plugin is installed."""
-    pm = pluggy.PluginManager("seqkit")
+    pm = SeqkitPluginManager("seqkit")
     pm.add_hookspecs(hookspecs)
     infos: list[PluginInfo] = []
     extra_plugins = list(extra_plugins)
@@ -188,6 +203,7 @@ class Registry:
     clashes) has that component refused and the reason recorded on it; the rest still work."""
 
     def __init__(self, pm: pluggy.PluginManager, infos: Iterable[PluginInfo] = ()) -> None:
+        self.pm = pm
         self.plugins: dict[str, PluginInfo] = {}
         self._components: dict[str, dict[str, Component]] = {kind: {} for kind in KINDS}
         self._options: dict[str, tuple[Option, Component]] = {}
@@ -230,6 +246,16 @@ class Registry:
                 self.presets[preset.name] = dataclasses.replace(preset, plugin=info.name)
 
         return register
+
+    @property
+    def hook(self) -> Any:
+        """The lifecycle hooks: ``registry.hook.seqkit_epoch_ended(run=..., row=...)`` calls every
+        implementation (plugins, and the loggers registered with `watching`)."""
+        return self.pm.hook
+
+    def watching(self, observers: Iterable[Any]) -> "_Watching":
+        """A context registering ``observers`` (loggers, progress adapters) for one run."""
+        return _Watching(self.pm, list(observers))
 
     def preset(self, name: str) -> Any:
         """The preset named ``name``, or a `ConfigError` listing the valid names."""
@@ -346,6 +372,20 @@ class Registry:
         except TypeError as exc:
             raise PluginError(f"{kind} {name!r} of plugin {component.plugin!r} cannot be constructed with its "
                               f"declared options {sorted(values)}: {exc}") from None
+
+
+class _Watching:
+    def __init__(self, pm: pluggy.PluginManager, observers: list[Any]) -> None:
+        self.pm, self.observers = pm, observers
+
+    def __enter__(self) -> None:
+        for observer in self.observers:
+            self.pm.register(observer, name=f"run-observer-{id(observer)}")
+
+    def __exit__(self, *exc: Any) -> None:
+        for observer in self.observers:
+            if self.pm.is_registered(observer):
+                self.pm.unregister(observer)
 
 
 def build_registry(
