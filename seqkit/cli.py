@@ -248,6 +248,8 @@ def generate(ctx: click.Context, path: str, length: int | None, seed: int | None
 
     if num_samples < 1:
         raise ConfigError(f"--num-samples must be >= 1, got {num_samples}")
+    if length is not None and length < 0:
+        raise ConfigError(f"--length must be >= 0, got {length}")
     options = explicit_values(ctx, values, ctx.command.schema_names)
     prefixes = options.pop("prefix", None)
     model = load(path, **options)
