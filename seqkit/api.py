@@ -194,11 +194,30 @@ class Run:
             shown = ", ".join(repr(t) for t in unknown[:10])
             raise DataError(f"text has tokens outside the vocabulary ({shown}) and the vocabulary has no <unk>")
         ids = self.vocab.encode(tokens, map_unknown=True)
-        result = evaluate(self.network, self.params, ids, self.config.batch_size, self.config.num_steps)
+        result = self.evaluate_ids(ids)
         unknown_set = set(unknown)
         result["unknown_tokens"] = sum(t in unknown_set for t in tokens)
         result["unknown_policy"] = "counted as <unk>" if unknown else "none"
         return result
+
+    def evaluate_ids(self, ids: np.ndarray) -> dict:
+        """Perplexity and bits per token of token ids (see `seqkit.engine.evaluate`)."""
+        result = evaluate(self.network, self.params, np.asarray(ids), self.config.batch_size, self.config.num_steps)
+        result.update(unknown_tokens=0, unknown_policy="none")
+        return result
+
+    def held_out(self) -> tuple[np.ndarray, str]:
+        """The token ids of the run's held-out tail, read again from its corpus with its options,
+        and a description; without a held-out tail, its training text (said so)."""
+        config = resolve(self.registry, {}, base=self.saved_options, only_kinds=("corpus",))
+        data = load_dataset(config, create(self.registry, config, "corpus"))
+        if list(data.vocab.idx_to_token) != list(self.vocab.idx_to_token):
+            raise DataError(f"the run's corpus {config.corpus!r} no longer gives the vocabulary it was trained on: "
+                            "pass --corpus-file with the text to evaluate")
+        name = config.get("corpus_file") if config.corpus == "file" else config.corpus
+        if len(data.val_ids) >= 2:
+            return data.val_ids, f"{name}, its held-out tail"
+        return data.train_ids, f"{name}, its training text (the run held nothing out)"
 
 
 def _check_long_enough(config: RunConfig, sampler: Any, data: Dataset) -> None:

@@ -268,7 +268,7 @@ def generate(ctx: click.Context, path: str, length: int | None, seed: int | None
 @friendly_errors
 def evaluate(ctx: click.Context, path: str, as_json: bool, **values: Any) -> None:
     """Print perplexity and bits per token of the checkpoint at PATH on a corpus or text file
-    (default: the run's own corpus, read whole, normalised as it was)."""
+    (default: the run's own held-out tail, or its training text when it held nothing out)."""
     from seqkit.api import corpus_text, load
     from seqkit.plugins import get_registry
 
@@ -276,8 +276,12 @@ def evaluate(ctx: click.Context, path: str, as_json: bool, **values: Any) -> Non
     corpus_names = {"corpus", "max_tokens"} | {o.name for c in get_registry().components("corpus") for o in c.options}
     corpus_options = {k: options.pop(k) for k in list(options) if k in corpus_names}
     model = load(path, **options)
-    text, name = corpus_text(model.config, saved=model.saved_options, **corpus_options)
-    result = model.evaluate(text)
+    if corpus_options:
+        text, name = corpus_text(model.config, saved=model.saved_options, **corpus_options)
+        result = model.evaluate(text)
+    else:
+        ids, name = model.held_out()
+        result = model.evaluate_ids(ids)
     result.update(text=name, backend=model.backend.name, device=model.backend.device)
     if as_json:
         click.echo(json.dumps(result, indent=2))

@@ -211,22 +211,62 @@ def _metrics_row(epoch: int, lr: float, done: FitState) -> dict:
     }
 
 
-def evaluate(network: Network, params: Params, ids: np.ndarray, batch_size: int, num_steps: int) -> dict:
-    """Perplexity and bits per token of ``ids`` read as ``batch_size`` parallel streams with the state
-    carried across windows of ``num_steps`` (every token but the first is predicted once)."""
+EVAL_WARMUP = 256  # tokens of preceding text each evaluation stream reads before it is scored
+
+
+def evaluate(network: Network, params: Params, ids: np.ndarray, batch_size: int, num_steps: int,
+             warmup: int = EVAL_WARMUP) -> dict:
+    """Perplexity and bits per token of ``ids``: every token but the first is predicted exactly
+    once, and the figure does not depend on ``batch_size`` (which only sets how many streams run
+    side by side).
+
+    The first ``warmup`` predictions are scored as one stream from the initial state, as a reader
+    of the whole text would score them. The rest is cut into up to ``batch_size`` contiguous
+    streams of at least ``warmup`` tokens; each stream first reads the ``warmup`` tokens before
+    its segment (unscored) so it starts from a state that has seen its context, then scores its
+    segment with the state carried across windows of ``num_steps``. The few tokens left over
+    are scored by one more warmed-up stream."""
+    ids = np.asarray(ids)
     predicted = len(ids) - 1
-    streams = max(1, min(batch_size, predicted))
-    length = predicted // streams
-    xs = ids[: streams * length].reshape(streams, length)
-    ys = ids[1: streams * length + 1].reshape(streams, length)
-    state = network.init_state(streams)
+    warmup = max(1, int(warmup))
+    head = min(warmup, predicted)
+    total = _stream_loss(network, params, ids[None, :head + 1], num_steps, network.init_state(1))
+    done = head
+    rest = predicted - head
+    if rest:
+        streams = max(1, min(batch_size, rest // warmup))
+        length = rest // streams
+        starts = head + np.arange(streams) * length
+        total += _warm_stream_loss(network, params, ids, starts, length, warmup, num_steps)
+        done = head + streams * length
+    if done < predicted:
+        total += _warm_stream_loss(network, params, ids, np.array([done]), predicted - done, warmup, num_steps)
+    mean = total / predicted
+    return {"ppl": perplexity(mean), "bits_per_token": mean / LN2, "loss": mean, "tokens": predicted}
+
+
+def _stream_loss(network: Network, params: Params, tokens: np.ndarray, num_steps: int, state: tuple) -> float:
+    """Summed loss of predicting ``tokens[:, 1:]`` from ``tokens[:, :-1]``, window by window."""
+    xs, ys = tokens[:, :-1], tokens[:, 1:]
     total = 0.0
-    for start in range(0, length, num_steps):
+    for start in range(0, xs.shape[1], num_steps):
         X, Y = xs[:, start:start + num_steps], ys[:, start:start + num_steps]
         loss, state = network.loss(params, X, Y, state)
         total += loss * Y.size
-    mean = total / (streams * length)
-    return {"ppl": perplexity(mean), "bits_per_token": mean / LN2, "loss": mean, "tokens": streams * length}
+    return total
+
+
+def _warm_stream_loss(network: Network, params: Params, ids: np.ndarray, starts: np.ndarray, length: int,
+                      warmup: int, num_steps: int) -> float:
+    """Summed loss of the segments ``ids[s : s + length + 1]`` (one stream each), each stream
+    first reading the ``warmup`` tokens before ``s`` unscored."""
+    state = network.init_state(len(starts))
+    context = np.stack([ids[s - warmup: s + 1] for s in starts])
+    for start in range(0, warmup, num_steps):
+        stop = min(start + num_steps, warmup)
+        _, state = network.loss(params, context[:, start:stop], context[:, start + 1:stop + 1], state)
+    segments = np.stack([ids[s: s + length + 1] for s in starts])
+    return _stream_loss(network, params, segments, num_steps, state)
 
 
 def predict(

@@ -116,7 +116,36 @@ def test_evaluate_uniform_model_has_perplexity_vocab_size(numpy_backend):
     result = evaluate(net, zeros, TOKENS, batch_size=4, num_steps=7)
     assert result["ppl"] == pytest.approx(7.0)
     assert result["bits_per_token"] == pytest.approx(math.log2(7))
-    assert result["tokens"] == 396  # 399 predicted tokens in 4 streams of 99
+    assert result["tokens"] == 399  # every token but the first, once
+
+
+def test_evaluation_does_not_move_with_the_batch_size(tmp_path):
+    import seqkit
+
+    text = tmp_path / "refrain.txt"  # a refrain only a model that remembers the line predicts well
+    text.write_text("row row row your boat gently down the stream merrily merrily life is but a dream " * 90)
+    run = seqkit.train(corpus_file=str(text), hidden=64, epochs=12, val_fraction=0.3, optimizer="adam", lr=0.01,
+                       batch_size=16, progress=False)
+    val = seqkit.api.load_dataset(run.config, seqkit.api.create(run.registry, run.config, "corpus")).val_ids
+    one = evaluate(run.network, run.params, val, batch_size=1, num_steps=35, warmup=10**6)  # one stream
+    for batch in (1, 4, 32, 512):
+        result = evaluate(run.network, run.params, val, batch_size=batch, num_steps=35)
+        assert result["tokens"] == len(val) - 1
+        assert result["loss"] == pytest.approx(one["loss"], rel=2e-3), batch
+    cold = evaluate(run.network, run.params, val, batch_size=512, num_steps=35, warmup=1)  # barely warmed up
+    assert abs(cold["loss"] - one["loss"]) > 1e-2 * one["loss"]
+
+
+def test_evaluation_with_a_long_warmup_is_one_stream_exactly(numpy_backend):
+    net, params = make(numpy_backend)
+    ids = np.random.default_rng(2).integers(0, 7, size=200)
+    state = net.init_state(1)
+    total = 0.0
+    for start in range(0, 199, 7):
+        loss, state = net.loss(params, ids[None, start:start + 7][:, :199 - start],
+                               ids[None, start + 1:start + 8][:, :199 - start], state)
+        total += loss * min(7, 199 - start)
+    assert evaluate(net, params, ids, batch_size=16, num_steps=7, warmup=500)["loss"] == pytest.approx(total / 199)
 
 
 def test_predict_warms_up_then_decodes(numpy_backend):

@@ -170,3 +170,18 @@ def test_float64_runs_agree_across_backends_for_many_steps(corpora_dir, tiny):
                                        err_msg=name)
     first = {n: seqkit.train(**dict(options, epochs=1), backend=n).history[0]["train_ppl"] for n in names}
     np.testing.assert_allclose(list(first.values()), first["numpy"], rtol=1e-4)
+
+
+def test_evaluate_without_text_scores_the_held_out_tail(corpora_dir, tiny, tmp_path):
+    out = tmp_path / "run"
+    run = seqkit.train(**tiny, val_fraction=0.2, out=str(out), progress=False)
+    result = invoke("evaluate", out, "--json")
+    assert result.exit_code == 0, result.output
+    scored = json.loads(result.output)
+    assert "held-out tail" in scored["text"]
+    assert scored["ppl"] == pytest.approx(run.history[-1]["val_ppl"], rel=1e-5)
+    plain = tmp_path / "plain"
+    seqkit.train(**tiny, out=str(plain), progress=False)  # --max-tokens 3000, nothing held out
+    result = invoke("evaluate", plain)
+    assert result.exit_code == 0, result.output
+    assert "training text (the run held nothing out)" in result.output
