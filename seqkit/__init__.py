@@ -16,12 +16,13 @@ from seqkit.optimizer import Optimizer, OptimizerState
 from seqkit.options import Option
 from seqkit.plugins import LazyComponent
 from seqkit.sampler import Sampler
+from seqkit.schedule import Schedule
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Backend", "Cell", "Clipper", "Corpus", "Decoder", "LazyComponent", "Logger", "Option", "Optimizer",
-    "OptimizerState", "ParamSpec", "Sampler", "SeqkitError", "hookimpl", "load", "train", "__version__",
+    "OptimizerState", "ParamSpec", "Sampler", "Schedule", "SeqkitError", "hookimpl", "load", "train", "__version__",
 ]
 
 if TYPE_CHECKING:

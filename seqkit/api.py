@@ -84,6 +84,7 @@ class Components:
     sampler: Any
     clipper: Any
     optimizer: Any
+    schedule: Any
     decoder: Any
     corpus: Any
 
@@ -96,7 +97,7 @@ def create(registry: Registry, config: RunConfig, kind: str) -> Any:
 def create_components(registry: Registry, config: RunConfig) -> Components:
     """Every component of a training run (frameworks are imported here, not before)."""
     return Components(**{kind: create(registry, config, kind) for kind in
-                         ("cell", "sampler", "clipper", "optimizer", "decoder", "corpus", "backend")})
+                         ("cell", "sampler", "clipper", "optimizer", "schedule", "decoder", "corpus", "backend")})
 
 
 class Run:
@@ -313,7 +314,7 @@ def _fit_and_save(run: Run, data: Dataset, parts: Components, info: dict,
     recorder = _Recorder(run, info, run.prefixes, sampler_rng, should_stop)
     settings = TrainSettings(
         epochs=run_config.epochs, batch_size=run_config.batch_size, num_steps=run_config.num_steps,
-        lr=run_config.lr, lr_decay=run_config.lr_decay, lr_decay_every=run_config.lr_decay_every,
+        lr=run_config.lr, schedule=parts.schedule, steps_per_epoch=info["batches_per_epoch"],
         detach=not run_config.no_detach)
     try:
         fit(network, run.params, data.train_ids, parts.sampler, parts.clipper, settings, sampler_rng,

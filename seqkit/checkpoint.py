@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import numpy as np
 
 import seqkit
-from seqkit.engine import FitState, TrainSettings
+from seqkit.engine import FitState
 from seqkit.network import ModelSpec
 from seqkit.optimizer import OptimizerState
 from seqkit.store import (
@@ -76,8 +76,6 @@ def run_state(run: "Run") -> tuple[dict[str, np.ndarray], dict]:
         for key, value in zip(carried, progress.carried):
             arrays[key] = np.asarray(backend.to_numpy(value), dtype=dtype)
     spec = run.network.spec
-    settings = TrainSettings(config.epochs, config.batch_size, config.num_steps, config.lr,
-                             config.lr_decay, config.lr_decay_every)
     registry = run.registry
     next_epoch = progress.epoch + 1
     state = {
@@ -100,8 +98,8 @@ def run_state(run: "Run") -> tuple[dict[str, np.ndarray], dict]:
             "epoch": progress.epoch,
             "position": progress.position,
             "complete": progress.epoch >= config.epochs and not progress.position,
-            "lr": {"next_epoch": next_epoch, "current": settings.lr_at(next_epoch), "base": config.lr,
-                   "decay": config.lr_decay, "decay_every": config.lr_decay_every},
+            "lr": {"next_epoch": next_epoch, "base": config.lr, "schedule": config.get("schedule"),
+                   "updates_done": run.opt_state.step},
             "carried_state": carried,
             "optimizer": {"name": config.optimizer, "step": run.opt_state.step,
                           "slots": sorted(run.opt_state.slots)},

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 # kind -> the core option that selects it, in the order components are listed
 KIND_OPTIONS = {
     "backend": "backend", "corpus": "corpus", "sampler": "sampler", "cell": "cell",
-    "optimizer": "optimizer", "clipper": "clipper", "decoder": "decoder",
+    "optimizer": "optimizer", "schedule": "schedule", "clipper": "clipper", "decoder": "decoder",
 }
 
 CORE_GROUPS: dict[str, tuple[Option, ...]] = {
@@ -34,6 +34,7 @@ CORE_GROUPS: dict[str, tuple[Option, ...]] = {
         Option("cell", str, "rnn-tanh", "Recurrent cell."),
         Option("optimizer", str, "sgd", "Update rule: sgd (the lesson) or adam."),
         Option("clipper", str, "norm", "Gradient transform: norm or none."),
+        Option("schedule", str, "step", "Learning-rate schedule: step (the lessons' decay), constant or cosine."),
         Option("decoder", str, "greedy", "Next-token picker for samples: greedy, temperature or alpha.",
                resumable=True),
     ),
@@ -52,8 +53,6 @@ CORE_GROUPS: dict[str, tuple[Option, ...]] = {
         Option("batch_size", int, 32, "Sequences per minibatch.", ge=1),
         Option("num_steps", int, 35, "Time steps per minibatch (the truncation length of BPTT).", ge=1),
         Option("lr", float, 1.0, "Learning rate.", gt=0),
-        Option("lr_decay", float, 1.0, "Multiply the learning rate by this ...", gt=0),
-        Option("lr_decay_every", int, 100, "... every N epochs (0 = never).", ge=0),
         Option("no_detach", bool, False, "Let gradients flow across the minibatches of an epoch."),
         Option("seed", int, 0, "Seed of parameter init, sampling and decoding.", ge=0),
     ),

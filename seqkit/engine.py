@@ -19,6 +19,7 @@ from seqkit.errors import DataError, DivergedError
 from seqkit.network import Network
 from seqkit.optimizer import Optimizer, OptimizerState
 from seqkit.sampler import Sampler
+from seqkit.schedule import Schedule
 
 LN2 = math.log(2.0)
 MAX_LOSS = 700.0  # exp() of more overflows a float: treat as divergence
@@ -37,15 +38,21 @@ class TrainSettings:
     batch_size: int
     num_steps: int
     lr: float
-    lr_decay: float = 1.0
-    lr_decay_every: int = 0
+    schedule: Schedule | None = None
+    steps_per_epoch: int = 1
     detach: bool = True
 
-    def lr_at(self, epoch: int) -> float:
-        """Step decay: ``lr * lr_decay ** ((epoch - 1) // lr_decay_every)`` (epochs count from 1)."""
-        if not self.lr_decay_every:
+    @property
+    def total_steps(self) -> int:
+        """The planned number of updates of the run (what a schedule spreads itself over)."""
+        return self.epochs * max(1, self.steps_per_epoch)
+
+    def lr_at(self, epoch: int, step: int = 0) -> float:
+        """The learning rate of update ``step`` (0-based over the run) in ``epoch`` (from 1): the
+        schedule's, or the base rate without one."""
+        if self.schedule is None:
             return self.lr
-        return self.lr * self.lr_decay ** ((epoch - 1) // self.lr_decay_every)
+        return self.schedule.lr(self.lr, step, self.total_steps, epoch)
 
 
 @dataclass
@@ -109,7 +116,7 @@ def fit(
             part = resume if resume.position and epoch == resume.epoch + 1 else \
                 FitState(epoch - 1, sampler_rng=rng.bit_generator.state)
             done = loop.run_epoch(epoch, part)
-            row = _metrics_row(epoch, settings.lr_at(epoch), done)
+            row = _metrics_row(epoch, loop.last_lr, done)
             if val_ids is not None and len(val_ids) > 1:
                 result = evaluate(network, params, val_ids, settings.batch_size, settings.num_steps)
                 row["val_ppl"], row["val_bpc"] = result["ppl"], result["bits_per_token"]
@@ -140,12 +147,12 @@ class _Loop:
         self.whole_epoch_graph = sampler.carries_state and not settings.detach
         self.last = FitState()
         self.updating = False
+        self.last_lr = settings.lr
 
     def run_epoch(self, epoch: int, part: FitState) -> FitState:
         """Train one epoch, continuing ``part`` (its first ``position`` minibatches are replayed
         from the sampler but not trained); return the finished epoch's sums."""
         settings, backend = self.settings, self.network.backend
-        lr = settings.lr_at(epoch)
         epoch_start = time.perf_counter() - part.train_time
         sums = FitState(epoch - 1, 0, part.sampler_rng, part.carried if self.carry else None,
                         part.loss_sum, part.norm_sum, part.tokens, part.clipped)
@@ -157,6 +164,7 @@ class _Loop:
                 sums.position += 1
                 continue
             X, Y, state, loss_from = self._inputs(X, Y, sums.carried, earlier)
+            lr = self.last_lr = settings.lr_at(epoch, self.opt_state.step)
             loss, grads, final = self.network.loss_and_grad(self.params, X, Y, state, loss_from)
             if not math.isfinite(loss) or loss > MAX_LOSS:
                 raise DivergedError(
@@ -166,6 +174,7 @@ class _Loop:
             self.updating = True
             if self.optimizer is None:
                 backend.sgd_update(self.params, grads, lr)
+                self.opt_state.step += 1
             else:
                 self.optimizer.update(backend, self.params, grads, lr, self.opt_state)
             n = Y.shape[0] * (Y.shape[1] - loss_from)

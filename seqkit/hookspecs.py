@@ -76,6 +76,14 @@ def register_optimizers(register: Register) -> None:
 
 
 @hookspec
+def register_schedules(register: Register) -> None:
+    """Register `seqkit.Schedule` subclasses (learning rate per update), e.g. ``register(Cosine)``.
+
+    Selected with ``--schedule NAME``; constructed with their declared options (``step``:
+    ``lr_decay``, ``lr_decay_every``; ``cosine``: ``lr_min``; all: ``warmup_steps``)."""
+
+
+@hookspec
 def register_clippers(register: Register) -> None:
     """Register `seqkit.Clipper` subclasses (gradient transforms), e.g. ``register(NormClipper)``.
 

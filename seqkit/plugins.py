@@ -31,6 +31,7 @@ from seqkit.logger import LIFECYCLE_HOOKS, Logger
 from seqkit.optimizer import Optimizer
 from seqkit.options import Option, check_options, nearest
 from seqkit.sampler import Sampler
+from seqkit.schedule import Schedule
 
 ENTRY_POINT_GROUP = "seqkit"
 LOAD_ENV = "SEQKIT_LOAD_PLUGINS"
@@ -44,6 +45,7 @@ KINDS: dict[str, tuple[str, type, str]] = {
     "clipper": ("register_clippers", Clipper, "--clipper"),
     "decoder": ("register_decoders", Decoder, "--decoder"),
     "optimizer": ("register_optimizers", Optimizer, "--optimizer"),
+    "schedule": ("register_schedules", Schedule, "--schedule"),
     "logger": ("register_loggers", Logger, "--logger"),
 }
 _PLAIN_IMPL = {"wrapper": False, "hookwrapper": False, "optionalhook": False, "tryfirst": False, "trylast": False,

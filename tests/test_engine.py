@@ -86,10 +86,28 @@ def test_no_detach_gradient_reaches_back_into_the_previous_minibatch(numpy_backe
     assert not np.allclose(full["W_hh"], carried["W_hh"])
 
 
-def test_step_decay_schedule():
-    s = settings(lr=1.0, lr_decay=0.5, lr_decay_every=100)
+def test_schedules_give_the_rate_of_every_update():
+    from seqkit_schedules.rates import Constant, Cosine, StepDecay
+
+    s = settings(lr=1.0, schedule=StepDecay(lr_decay=0.5, lr_decay_every=100))
     assert [s.lr_at(e) for e in (1, 100, 101, 201)] == [1.0, 1.0, 0.5, 0.25]
     assert settings(lr=2.0).lr_at(1000) == 2.0
+    cosine = settings(lr=1.0, epochs=2, steps_per_epoch=5, schedule=Cosine(lr_min=0.1))
+    rates = [cosine.lr_at(1 + step // 5, step) for step in range(10)]
+    assert rates[0] == pytest.approx(1.0) and rates[-1] == pytest.approx(0.1)
+    assert all(a > b for a, b in zip(rates, rates[1:]))  # it moves within an epoch, every minibatch
+    warm = settings(lr=1.0, schedule=Constant(warmup_steps=4))
+    assert [warm.lr_at(1, step) for step in range(6)] == [0.25, 0.5, 0.75, 1.0, 1.0, 1.0]
+
+
+def test_the_schedule_steps_per_minibatch_in_training(numpy_backend):
+    from seqkit_schedules.rates import Cosine
+
+    net, params = make(numpy_backend)
+    rows = fit(net, params, TOKENS, SequentialSampler(), NoClipper(),
+               settings(epochs=2, steps_per_epoch=26, schedule=Cosine(lr_min=0.0)), np.random.default_rng(0))
+    assert rows[0]["lr"] > rows[1]["lr"] >= 0.0
+
 
 
 def test_metrics_rows(numpy_backend):
