@@ -35,8 +35,9 @@ class Backend(ABC):
     The constructor receives ``device`` (a user string such as ``"auto"``) and ``dtype`` and
     raises `seqkit.errors.ConfigError` for a device it cannot use.
 
-    Op surface (used by cells and the generic network): every op takes and returns native
-    arrays of this backend and must be differentiable by `value_and_grad`.
+    Op surface (used by cells, the generic network and optimizers): every op takes and returns
+    native arrays of this backend and must be differentiable by `value_and_grad`; ``add``,
+    ``subtract`` and ``multiply`` also accept a Python number on either side.
     """
 
     name: ClassVar[str] = ""

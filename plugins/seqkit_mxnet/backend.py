@@ -88,13 +88,13 @@ class MxnetBackend(Backend):
         return nd.dot(a, b)
 
     def add(self, a: Array, b: Array) -> Array:
-        return nd.broadcast_add(a, b)
+        return a + b if _scalar(a) or _scalar(b) else nd.broadcast_add(a, b)
 
     def multiply(self, a: Array, b: Array) -> Array:
-        return nd.broadcast_mul(a, b)
+        return a * b if _scalar(a) or _scalar(b) else nd.broadcast_mul(a, b)
 
     def subtract(self, a: Array, b: Array) -> Array:
-        return nd.broadcast_sub(a, b)
+        return a - b if _scalar(a) or _scalar(b) else nd.broadcast_sub(a, b)
 
     def tanh(self, x: Array) -> Array:
         return nd.tanh(x)
@@ -177,3 +177,8 @@ class MxnetBackend(Backend):
         from seqkit_mxnet.fused import FusedRNN
 
         return FusedRNN(self, spec)
+
+
+def _scalar(x: Any) -> bool:
+    """A Python number (the broadcast ops need arrays on both sides; the operators take numbers)."""
+    return isinstance(x, (int, float))

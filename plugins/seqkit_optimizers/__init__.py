@@ -1,11 +1,12 @@
-"""Built-in optimizers: the lesson's plain SGD, and Adam."""
+"""Built-in optimizers: the lesson's SGD (with momentum and weight decay), Adam and AdamW."""
 
 from seqkit import hookimpl
-from seqkit_optimizers.updates import SGD, Adam
+from seqkit_optimizers.updates import SGD, Adam, AdamW
 
 
 @hookimpl
 def register_optimizers(register) -> None:
-    """Provide the ``sgd`` and ``adam`` optimizers."""
+    """Provide the ``sgd``, ``adam`` and ``adamw`` optimizers."""
     register(SGD)
     register(Adam)
+    register(AdamW)
