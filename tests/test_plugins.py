@@ -18,7 +18,8 @@ from seqkit.errors import PluginError, UnavailableError
 from seqkit.plugins import ENTRY_POINT_GROUP, KINDS, build_registry
 
 ROOT = Path(__file__).resolve().parents[1]
-BUILTINS = {"numpy", "torch", "mxnet", "corpora", "samplers", "cells", "clippers", "decoders", "optimizers"}
+BUILTINS = {"numpy", "torch", "mxnet", "corpora", "samplers", "cells", "clippers", "decoders", "optimizers",
+            "presets", "loggers", "schedules"}
 HOOKS = [name for name, _ in inspect.getmembers(hookspecs, inspect.isfunction) if name.startswith("register_")]
 
 
@@ -44,7 +45,7 @@ def test_builtins_are_registered_through_the_entry_point_group():
     assert registry.names("sampler") == ["random", "sequential"]
     assert registry.names("clipper") == ["none", "norm"]
     assert registry.names("decoder") == ["alpha", "greedy", "temperature"]
-    assert registry.names("optimizer") == ["adam", "sgd"]
+    assert registry.names("optimizer") == ["adam", "adamw", "sgd"]
     assert {"numpy", "torch", "mxnet"} <= set(registry.names("backend"))
     assert registry.component("cell", "rnn-tanh").plugin == "cells"
 
