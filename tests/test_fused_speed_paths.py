@@ -175,3 +175,25 @@ def test_predict_through_fused_decoding_equals_scratch():
     got = predict(FusedRNN(backend, spec), params, prefix, 12, GreedyDecoder(), rng(0))
     want = predict(GenericNetwork(backend, spec), params, prefix, 12, GreedyDecoder(), rng(0))
     assert got == want
+
+
+# -- MXNet generation through the NumPy decoder -------------------------------------------------
+@pytest.mark.parametrize("embedding_dim", [0, E])
+@pytest.mark.parametrize("cell", sorted(CELLS))
+def test_mxnet_decoding_goes_through_numpy_and_matches_its_step(cell, embedding_dim):
+    from seqkit.plugins import build_registry
+
+    component = build_registry().component("backend", "mxnet")
+    if component.unavailable_reason:
+        pytest.skip(component.unavailable_reason)
+    backend = component.load()(device="cpu", dtype="float64")
+    spec, params, X, _, state = make_problem(backend, cell, embedding_dim, scale=50.0)
+    net = backend.fused_network(spec)
+    current = (state[0][:1],)
+    with net.decoding(params, current) as feed:
+        assert feed.__qualname__.startswith("RNNDecoder.session")
+        outputs = [feed(int(token)) for token in X[0]]
+    for token, got in zip(X[0], outputs):
+        want, current = net.step(params, np.array([token]), current)
+        assert type(got) is np.ndarray and got.dtype == np.float64
+        assert_close(got, want[0], 1e-9)
