@@ -197,3 +197,28 @@ def test_mxnet_decoding_goes_through_numpy_and_matches_its_step(cell, embedding_
         want, current = net.step(params, np.array([token]), current)
         assert type(got) is np.ndarray and got.dtype == np.float64
         assert_close(got, want[0], 1e-9)
+
+
+@pytest.mark.parametrize("impl", ["fused", "nn.RNN"])
+@pytest.mark.parametrize("embedding_dim", [0, E])
+@pytest.mark.parametrize("cell", sorted(CELLS))
+def test_torch_decoding_goes_through_numpy_and_matches_its_step(cell, embedding_dim, impl):
+    from seqkit.plugins import build_registry
+
+    component = build_registry().component("backend", "torch")
+    if component.unavailable_reason:
+        pytest.skip(component.unavailable_reason)
+    from seqkit_torch.fused import FusedRNN as TorchFused
+    from seqkit_torch.module import ModuleRNN
+
+    backend = component.load()(device="cpu", dtype="float64")
+    spec, params, X, _, state = make_problem(backend, cell, embedding_dim, scale=50.0)
+    net = (TorchFused if impl == "fused" else ModuleRNN)(backend, spec)
+    current = (state[0][:1],)
+    with net.decoding(params, current) as feed:
+        assert feed.__qualname__.startswith("RNNDecoder.session")
+        outputs = [feed(int(token)) for token in X[0]]
+    for token, got in zip(X[0], outputs):
+        want, current = net.step(params, np.array([token]), current)
+        assert type(got) is np.ndarray and got.dtype == np.float64
+        assert_close(got, want[0], 1e-9)
