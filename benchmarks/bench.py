@@ -319,6 +319,36 @@ def matmul_ceiling(torch, V: int, B: int, device: str) -> Callable:
     return run
 
 
+def numpy_matmul_ceiling(V: int, B: int) -> Callable:
+    """`matmul_ceiling`'s products through NumPy's BLAS: what the NumPy BPTT cannot go below."""
+    import numpy as np
+
+    rng = np.random.default_rng(SEED)
+
+    def rand(*shape):
+        return rng.standard_normal(shape, dtype=np.float32)
+
+    N = T * B
+    h, W, WT = rand(B, H), rand(H, H), rand(H, H)
+    hidden, dpre, dlogits, W_hq, onehot_T = rand(N, H), rand(N, H), rand(N, V), rand(H, V), rand(V, N)
+    step_out, w_out, x_out, q_out, l_out, d_out = (np.empty((B, H), np.float32), np.empty((H, H), np.float32),
+                                                   np.empty((V, H), np.float32), np.empty((H, V), np.float32),
+                                                   np.empty((N, V), np.float32), np.empty((N, H), np.float32))
+
+    def run():
+        for _ in range(T):
+            np.dot(h, W, out=step_out)
+        np.dot(hidden, W_hq, out=l_out)
+        np.dot(dlogits, W_hq.T, out=d_out)
+        np.dot(hidden.T, dlogits, out=q_out)
+        for _ in range(T):
+            np.dot(h, WT, out=step_out)
+        np.dot(hidden.T, dpre, out=w_out)
+        np.dot(onehot_T, dpre, out=x_out)
+
+    return run
+
+
 # -- the roofline ----------------------------------------------------------------------------------
 def flops_per_token(kind: str, V: int) -> float | None:
     """Matrix-product FLOPs one token costs (one-hot input), or None for rows not counted."""
@@ -457,6 +487,9 @@ def torch_rows(args: argparse.Namespace, batch_size: int, ids, vocab) -> list[Ro
         rows.append((Row(name, "train", batch_size), train_timer(make(), row_batches, warmup, sync)))
     rows.append((Row("matmul-only ceiling", "ceiling", batch_size),
                  rate_timer(matmul_ceiling(torch, V, batch_size, device), T * batch_size, torch_sync, calls=count)))
+    if device == "cpu":
+        rows.append((Row("matmul-only ceiling, numpy BLAS", "ceiling", batch_size),
+                     rate_timer(numpy_matmul_ceiling(V, batch_size), T * batch_size, lambda: None, calls=count)))
 
     eval_tokens = (warmup + count) * batch_size * T
     evaluations = [
@@ -527,13 +560,17 @@ def summary(rows: list[Row]) -> list[dict]:
         group = [r for r in rows if r.batch_size == batch]
         seqkit = [r for r in group if r.kind == "train" and r.name.startswith("seqkit")]
         base = next((r for r in group if r.name == BASELINE_TRAIN), None)
-        ceiling = next((r for r in group if r.kind == "ceiling"), None)
+        ceiling = next((r for r in group if r.name == "matmul-only ceiling"), None)
         if not seqkit or base is None or ceiling is None:
             continue
         best = max(seqkit, key=lambda r: r.value)
+        numpy_fused = next((r for r in seqkit if r.name == "seqkit numpy fused"), None)
+        numpy_ceiling = next((r for r in group if r.name == "matmul-only ceiling, numpy BLAS"), None)
         result.append({"batch_size": batch, "best_seqkit": best.name, "best_over_nn_rnn": best.value / base.value,
                        "best_over_ceiling": best.value / ceiling.value,
-                       "nn_rnn_over_ceiling": base.value / ceiling.value})
+                       "nn_rnn_over_ceiling": base.value / ceiling.value,
+                       "numpy_fused_over_numpy_ceiling": numpy_fused.value / numpy_ceiling.value
+                       if numpy_fused and numpy_ceiling else None})
     for batch in sorted({r.batch_size for r in rows if r.kind == "evaluate"}):
         group = [r for r in rows if r.kind == "evaluate" and r.batch_size == batch]
         base = next((r for r in group if r.name == BASELINE_EVALUATE), None)
@@ -633,7 +670,9 @@ def print_table(rows: list[Row], info: dict, notes: list[dict]) -> None:
         elif "batch_size" in note:
             print(f"B={note['batch_size']}: best seqkit path ({note['best_seqkit']}) = "
                   f"{note['best_over_nn_rnn']:.2f}x nn.RNN, {note['best_over_ceiling']:.2f} of the matmul-only "
-                  f"ceiling (nn.RNN: {note['nn_rnn_over_ceiling']:.2f} of it)")
+                  f"ceiling (nn.RNN: {note['nn_rnn_over_ceiling']:.2f} of it)"
+                  + (f"; seqkit numpy fused = {note['numpy_fused_over_numpy_ceiling']:.2f} of the NumPy-BLAS ceiling"
+                     if note["numpy_fused_over_numpy_ceiling"] else ""))
         else:
             d2l = note["generation_over_d2l_predict"]
             print(f"generation: best seqkit path ({note['generation_best']}) = "
