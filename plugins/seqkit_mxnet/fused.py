@@ -143,7 +143,7 @@ class FusedRNN(Network):
     def decoding(self, params: Params, state: tuple) -> Iterator[Callable[[int], np.ndarray]]:
         """Generation on the host through `seqkit_numpy.decoding.RNNDecoder`: the parameters and
         the state are copied to NumPy once, then each token is one vector-matrix product with no
-        MXNet call (stepping MXNet costs ~0.3 ms a token in engine dispatch alone)."""
+        MXNet call (stepping MXNet cost ~0.5 ms a token, mostly engine dispatch)."""
         host = {name: value.asnumpy() for name, value in params.items()}
         decoder = RNNDecoder(host, relu=self.mode == "rnn_relu", embedded=bool(self.spec.embedding_dim))
         with decoder.session(state[0][0].asnumpy()) as feed:
