@@ -257,6 +257,7 @@ def eval_stream_tokens(batch_size: int, tokens: int) -> int:
 
 
 def seqkit_evaluate(network, params, ids, batch_size: int, tokens: int) -> Callable:
+    """`seqkit.engine.evaluate` over the first ``tokens`` predictions of ``ids`` (the validation pass)."""
     from seqkit.engine import evaluate
 
     xs, _ = eval_streams(ids, batch_size, tokens)

@@ -118,6 +118,7 @@ def makers(kind: str, registry, spec, init: dict, batch_size: int, clipper) -> l
 
 
 def run_worker(args: argparse.Namespace, kind: str, threads: int) -> list[dict]:
+    """This script as a ``--worker`` subprocess for one framework group and thread count."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "points.json"
         cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", kind, "--threads", str(threads),
@@ -172,7 +173,7 @@ def plot(points: list[dict], out: Path) -> list[Path]:
                     ax.set_xlabel("batch size B")
                 if j == 0:
                     ax.set_ylabel("× nn.RNN (tokens/s)" if ratio else "training tokens/s")
-        axes[0][0].legend(fontsize=8)
+        axes[0][0].legend(fontsize=8, loc="best")
         fig.suptitle("seqkit training speed, " + ("relative to nn.RNN + nn.Linear" if ratio else "tokens/s")
                      + f" (The Time Machine one-hot, T={T}, float32)")
         fig.tight_layout()
@@ -209,6 +210,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def print_points(points: list[dict]) -> None:
+    """The sweep as a table: tokens/s per path and its ratio to nn.RNN at each point."""
     base = {(p["threads"], p["hidden"], p["batch_size"]): p["tokens_per_s"] for p in points if p["path"] == BASELINE}
     print(f"{'threads':>7} {'H':>5} {'B':>4}  " + "  ".join(f"{p:>22}" for p in PATHS))
     for key in sorted(base):
