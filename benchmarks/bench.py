@@ -8,9 +8,17 @@ else the download cache), T=35, H=512, tanh, global-norm clipping at 1, SGD with
 sequential minibatches with the state carried (detached). Every training row runs the same
 minibatches: a warm-up, then a fixed count, timed; repeats are interleaved across rows so a busy
 machine slows every row alike, and the figure is the median. Generation is greedy, batch 1,
-500 characters after the prefix "time traveller ". The matmul-only ceiling is the time of the
-matrix products one minibatch needs (recurrent step forward and backward, the input, recurrent
-and output weight gradients, the output layer and its input gradient) with nothing else.
+500 characters after the prefix "time traveller ". Evaluation is `seqkit.engine.evaluate` (the
+validation pass: the text as B parallel streams, state carried, loss only) against ``nn.RNN`` under
+``no_grad``. The matmul-only ceiling is the time of the matrix products one minibatch needs
+(recurrent step forward and backward, the input, recurrent and output weight gradients, the output
+layer and its input gradient) with nothing else.
+
+The roofline: a large GEMM (2048³, float32) through NumPy's BLAS and through torch gives the
+machine's attainable GFLOP/s (the faster of the two, best of its runs); each training row's
+GFLOP/s counts the products a BPTT cannot avoid, 6H² + 6HV per token (forward and backward
+recurrence, dW_hh; output layer, its input gradient, dW_hq; a one-hot input is a row gather),
+and evaluation rows 2H² + 2HV.
 
 Thread counts are set before any framework is imported. MXNet rows come from
 ``benchmarks/bench_mxnet.py`` in a subprocess (MXNet's OpenMP runtime slows torch in-process).
@@ -35,6 +43,9 @@ H, T, LR, THETA, SEED = 512, 35, 1.0, 1.0, 0
 PREFIX, GENERATE_CHARS = "time traveller ", 500
 THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 BASELINE_TRAIN, BASELINE_GENERATE = "torch nn.RNN + nn.Linear", "torch nn.RNN stepped (no_grad)"
+BASELINE_EVALUATE = "torch nn.RNN + nn.Linear (no_grad)"
+BASELINES = {"train": BASELINE_TRAIN, "generate": BASELINE_GENERATE, "evaluate": BASELINE_EVALUATE}
+PROBE_N = 2048
 D2L_GENERATE = "torch nn.RNN stepped, autograd on (d2l)"
 HERE = Path(__file__).resolve().parent
 
@@ -77,7 +88,7 @@ class Row:
     """One measured line of the table: median and every run, in tokens/s or chars/s."""
 
     name: str
-    kind: str  # "train" | "generate" | "ceiling"
+    kind: str  # "train" | "evaluate" | "generate" | "ceiling"
     batch_size: int
     runs: list[float] = field(default_factory=list)
     source: str = "bench.py"
@@ -89,11 +100,13 @@ class Row:
 
 # -- workload ------------------------------------------------------------------------------------
 def load_corpus(data_dir: str | None):
-    from seqkit.config import RunConfig
+    from seqkit.api import configure, create
     from seqkit.dataset import load_dataset
     from seqkit.plugins import get_registry
 
-    data = load_dataset(RunConfig(corpus="timemachine", data_dir=data_dir), get_registry())
+    registry = get_registry()
+    config = configure({"corpus": "timemachine", "data_dir": data_dir}, registry=registry)
+    data = load_dataset(config, create(registry, config, "corpus"))
     return data.train_ids, data.vocab
 
 
@@ -210,6 +223,84 @@ def nn_rnn_generate(torch, init: dict, V: int, device: str, prefix: list[int], l
     return generate
 
 
+def eval_streams(ids, batch_size: int, tokens: int):
+    """The first ``tokens`` predictions of ``ids`` as `seqkit.engine.evaluate` lays them out: (B, L)
+    inputs and targets, B parallel streams."""
+    length = tokens // batch_size
+    xs = ids[: batch_size * length].reshape(batch_size, length)
+    ys = ids[1: batch_size * length + 1].reshape(batch_size, length)
+    return xs, ys
+
+
+def evaluation_layout(ids, batch_size: int) -> list[tuple]:
+    """The passes `seqkit.engine.evaluate` makes over ``ids``: ``(context, segments)`` pairs of
+    token arrays, ``context`` (streams, W + 1) read unscored first (or None), ``segments``
+    (streams, L + 1) scored; every prediction is scored once."""
+    import numpy as np
+
+    from seqkit.engine import EVAL_WARMUP as W
+
+    predicted = len(ids) - 1
+    head = min(W, predicted)
+    passes = [(None, ids[None, :head + 1])]
+    done, rest = head, predicted - head
+    if rest:
+        streams = max(1, min(batch_size, rest // W))
+        length = rest // streams
+        starts = head + np.arange(streams) * length
+        passes.append((np.stack([ids[s - W: s + 1] for s in starts]), np.stack([ids[s: s + length + 1] for s in starts])))
+        done = head + streams * length
+    if done < predicted:
+        passes.append((ids[None, done - W: done + 1], ids[None, done: predicted + 1]))
+    return passes
+
+
+def nn_rnn_evaluate(torch, init: dict, V: int, device: str, ids, batch_size: int, tokens: int) -> Callable:
+    """``nn.RNN`` + ``nn.Linear`` over held-out text under ``no_grad``, making exactly the passes
+    seqkit's evaluate makes (warm-up contexts unscored, windows of T steps, state carried)."""
+    model = TorchRNNModel(torch, init, V, device)
+    loss_fn = torch.nn.CrossEntropyLoss(reduction="sum")
+    xs, _ = eval_streams(ids, batch_size, tokens)
+    passes = evaluation_layout(ids[: xs.size + 1], batch_size)
+
+    def windows(tokens_2d, state):
+        total = 0.0
+        for start in range(0, tokens_2d.shape[1] - 1, T):
+            X = torch.as_tensor(tokens_2d[:, start:start + T].T.copy(), device=device)
+            Y = torch.as_tensor(tokens_2d[:, start + 1:start + T + 1].T.copy(), device=device)
+            X = X[: Y.shape[0]]
+            y_hat, state = model(X, state)
+            total += loss_fn(y_hat, Y.reshape(-1)).item()
+        return total, state
+
+    @torch.no_grad()
+    def run() -> float:
+        total = 0.0
+        for context, segments in passes:
+            state = torch.zeros((1, segments.shape[0], H), device=device)
+            if context is not None:
+                _, state = windows(context, state)
+            scored, _ = windows(segments, state)
+            total += scored
+        return total / xs.size
+
+    return run
+
+
+def eval_stream_tokens(batch_size: int, tokens: int) -> int:
+    """How many tokens an evaluation over ``tokens`` predictions scores (whole streams only)."""
+    return (tokens // batch_size) * batch_size
+
+
+def seqkit_evaluate(network, params, ids, batch_size: int, tokens: int) -> Callable:
+    """`seqkit.engine.evaluate` over the first ``tokens`` predictions of ``ids`` (the validation pass)."""
+    from seqkit.engine import evaluate
+
+    xs, _ = eval_streams(ids, batch_size, tokens)
+    held_out = ids[: xs.size + 1]
+    return lambda: evaluate(network, params, held_out, batch_size, T)
+
+
 # -- seqkit rows (the engine's inner loop) ------------------------------------------------------
 def seqkit_train(network, params, clipper) -> Callable:
     """What `seqkit.engine.fit` does per minibatch: loss and gradients, clipping, SGD, carried state."""
@@ -263,6 +354,69 @@ def matmul_ceiling(torch, V: int, B: int, device: str) -> Callable:
         torch.mm(onehot_T, dpre, out=x_out)     # dW_xh (one-hot inputs)
 
     return run
+
+
+def numpy_matmul_ceiling(V: int, B: int) -> Callable:
+    """`matmul_ceiling`'s products through NumPy's BLAS: what the NumPy BPTT cannot go below."""
+    import numpy as np
+
+    rng = np.random.default_rng(SEED)
+
+    def rand(*shape):
+        return rng.standard_normal(shape, dtype=np.float32)
+
+    N = T * B
+    h, W, WT = rand(B, H), rand(H, H), rand(H, H)
+    hidden, dpre, dlogits, W_hq, onehot_T = rand(N, H), rand(N, H), rand(N, V), rand(H, V), rand(V, N)
+    step_out, w_out, x_out, q_out, l_out, d_out = (np.empty((B, H), np.float32), np.empty((H, H), np.float32),
+                                                   np.empty((V, H), np.float32), np.empty((H, V), np.float32),
+                                                   np.empty((N, V), np.float32), np.empty((N, H), np.float32))
+
+    def run():
+        for _ in range(T):
+            np.dot(h, W, out=step_out)
+        np.dot(hidden, W_hq, out=l_out)
+        np.dot(dlogits, W_hq.T, out=d_out)
+        np.dot(hidden.T, dlogits, out=q_out)
+        for _ in range(T):
+            np.dot(h, WT, out=step_out)
+        np.dot(hidden.T, dpre, out=w_out)
+        np.dot(onehot_T, dpre, out=x_out)
+
+    return run
+
+
+# -- the roofline ----------------------------------------------------------------------------------
+def flops_per_token(kind: str, V: int) -> float | None:
+    """Matrix-product FLOPs one token costs (one-hot input), or None for rows not counted."""
+    if kind in ("train", "ceiling"):
+        return 6.0 * H * H + 6.0 * H * V
+    if kind == "evaluate":
+        return 2.0 * H * H + 2.0 * H * V
+    return None
+
+
+def gemm_probe(repeats: int = 5) -> dict[str, list[float]]:
+    """GFLOP/s of a (PROBE_N)³ float32 product through NumPy's BLAS and through torch."""
+    import numpy as np
+    import torch
+
+    rng = np.random.default_rng(SEED)
+    a = rng.standard_normal((PROBE_N, PROBE_N), dtype=np.float32)
+    b = rng.standard_normal((PROBE_N, PROBE_N), dtype=np.float32)
+    c = np.empty_like(a)
+    ta, tb, tc = torch.from_numpy(a.copy()), torch.from_numpy(b.copy()), torch.empty(PROBE_N, PROBE_N)
+    work = {"numpy": lambda: np.dot(a, b, out=c), "torch": lambda: torch.mm(ta, tb, out=tc)}
+    flops = 2.0 * PROBE_N ** 3
+    runs: dict[str, list[float]] = {name: [] for name in work}
+    for name, fn in work.items():
+        fn()
+    for _ in range(repeats):
+        for name, fn in work.items():
+            start = time.perf_counter()
+            fn()
+            runs[name].append(flops / (time.perf_counter() - start) / 1e9)
+    return runs
 
 
 # -- measuring ------------------------------------------------------------------------------------
@@ -370,6 +524,21 @@ def torch_rows(args: argparse.Namespace, batch_size: int, ids, vocab) -> list[Ro
         rows.append((Row(name, "train", batch_size), train_timer(make(), row_batches, warmup, sync)))
     rows.append((Row("matmul-only ceiling", "ceiling", batch_size),
                  rate_timer(matmul_ceiling(torch, V, batch_size, device), T * batch_size, torch_sync, calls=count)))
+    if device == "cpu":
+        rows.append((Row("matmul-only ceiling, numpy BLAS", "ceiling", batch_size),
+                     rate_timer(numpy_matmul_ceiling(V, batch_size), T * batch_size, lambda: None, calls=count)))
+
+    eval_tokens = (warmup + count) * batch_size * T
+    evaluations = [
+        (BASELINE_EVALUATE, nn_rnn_evaluate(torch, init, V, device, ids, batch_size, eval_tokens), torch_sync),
+        ("seqkit torch fused", seqkit_evaluate(*seqkit_network("torch", "fused"), ids, batch_size, eval_tokens),
+         torch_sync)]
+    if device == "cpu":
+        evaluations.append(("seqkit numpy fused", seqkit_evaluate(*seqkit_network("numpy", "fused"), ids,
+                                                                  batch_size, eval_tokens), lambda: None))
+    for name, work, sync in evaluations:
+        rows.append((Row(name, "evaluate", batch_size), rate_timer(work, eval_stream_tokens(batch_size, eval_tokens),
+                                                                   sync)))
 
     generate = [(BASELINE_GENERATE, nn_rnn_generate(torch, init, V, device, list(prefix), length), torch_sync),
                 (D2L_GENERATE, nn_rnn_generate(torch, init, V, device, list(prefix), length, False), torch_sync),
@@ -411,7 +580,7 @@ def ratios(rows: list[Row]) -> dict[int, float | None]:
     """Each row's value over the ``nn.RNN`` row of its kind and batch size."""
     base: dict[tuple[str, int], float] = {}
     for row in rows:
-        if row.name in (BASELINE_TRAIN, BASELINE_GENERATE):
+        if BASELINES.get(row.kind) == row.name:
             base[(row.kind, row.batch_size)] = row.value
     out = {}
     for i, row in enumerate(rows):
@@ -428,13 +597,25 @@ def summary(rows: list[Row]) -> list[dict]:
         group = [r for r in rows if r.batch_size == batch]
         seqkit = [r for r in group if r.kind == "train" and r.name.startswith("seqkit")]
         base = next((r for r in group if r.name == BASELINE_TRAIN), None)
-        ceiling = next((r for r in group if r.kind == "ceiling"), None)
+        ceiling = next((r for r in group if r.name == "matmul-only ceiling"), None)
         if not seqkit or base is None or ceiling is None:
             continue
         best = max(seqkit, key=lambda r: r.value)
+        numpy_fused = next((r for r in seqkit if r.name == "seqkit numpy fused"), None)
+        numpy_ceiling = next((r for r in group if r.name == "matmul-only ceiling, numpy BLAS"), None)
         result.append({"batch_size": batch, "best_seqkit": best.name, "best_over_nn_rnn": best.value / base.value,
                        "best_over_ceiling": best.value / ceiling.value,
-                       "nn_rnn_over_ceiling": base.value / ceiling.value})
+                       "nn_rnn_over_ceiling": base.value / ceiling.value,
+                       "numpy_fused_over_numpy_ceiling": numpy_fused.value / numpy_ceiling.value
+                       if numpy_fused and numpy_ceiling else None})
+    for batch in sorted({r.batch_size for r in rows if r.kind == "evaluate"}):
+        group = [r for r in rows if r.kind == "evaluate" and r.batch_size == batch]
+        base = next((r for r in group if r.name == BASELINE_EVALUATE), None)
+        seqkit = [r for r in group if r.name.startswith("seqkit")]
+        if base and seqkit:
+            best = max(seqkit, key=lambda r: r.value)
+            result.append({"evaluate_batch_size": batch, "evaluate_best": best.name,
+                           "evaluate_over_nn_rnn": best.value / base.value})
     gen = [r for r in rows if r.kind == "generate"]
     base = next((r for r in gen if r.name == BASELINE_GENERATE), None)
     d2l = next((r for r in gen if r.name == D2L_GENERATE), None)
@@ -481,27 +662,54 @@ def _load() -> float | None:
         return None
 
 
+def roofline(rows: list[Row], probe: dict[str, list[float]], V: int) -> tuple[float, dict[int, tuple[float, float]]]:
+    """The machine's GEMM peak (the faster library's best probe run) and, per counted row, its
+    (GFLOP/s, fraction of that peak)."""
+    peak = max(max(runs) for runs in probe.values())
+    out = {}
+    for i, row in enumerate(rows):
+        flops = flops_per_token(row.kind, V)
+        if flops is not None:
+            rate = row.value * flops / 1e9
+            out[i] = (rate, rate / peak)
+    return peak, out
+
+
 def print_table(rows: list[Row], info: dict, notes: list[dict]) -> None:
     rel = ratios(rows)
+    peak, reached = roofline(rows, info["gemm_probe"], info["vocab_size"])
     quick = " (QUICK: not a figure)" if info["quick"] else ""
     print(f"seqkit benchmark: {info['workload']}; device {info['device_name']} ({info['cpu']}); "
           f"threads {info['threads']} (torch {info['torch_threads']}); median of {info['repeats']}{quick}")
     print(f"torch {info['torch']}, numpy {info['numpy']}, python {info['python']}; env "
           + ", ".join(f"{k}={v}" for k, v in info["env"].items() if v is not None)
           + f"; load average {info['load_before']} before, {info['load_after']} after")
-    header = f"{'row':<48} {'kind':<8} {'B':>5} {'median':>12} {'unit':<8} {'x nn.RNN':>8}  runs"
+    probe = info["gemm_probe"]
+    print(f"machine: {PROBE_N}^3 float32 GEMM "
+          + ", ".join(f"{lib} {max(r):.1f} GFLOP/s (median {statistics.median(r):.1f})" for lib, r in probe.items())
+          + f"; roofline {peak:.1f} GFLOP/s; FLOPs/token: train {flops_per_token('train', info['vocab_size']) / 1e6:.2f}M"
+          + f" (6H^2+6HV), evaluate {flops_per_token('evaluate', info['vocab_size']) / 1e6:.2f}M (2H^2+2HV)")
+    header = (f"{'row':<48} {'kind':<8} {'B':>5} {'median':>12} {'unit':<8} {'x nn.RNN':>8} {'GFLOP/s':>8} "
+              f"{'of peak':>7}  runs")
     print(header)
     print("-" * len(header))
     for i, row in enumerate(rows):
         unit = "chars/s" if row.kind == "generate" else "tok/s"
         ratio = f"{rel[i]:.2f}" if rel[i] is not None else "-"
+        rate, frac = (f"{reached[i][0]:.1f}", f"{reached[i][1]:.2f}") if i in reached else ("", "")
         runs = ", ".join(f"{r:,.0f}" for r in row.runs)
-        print(f"{row.name:<48} {row.kind:<8} {row.batch_size:>5} {row.value:>12,.0f} {unit:<8} {ratio:>8}  [{runs}]")
+        print(f"{row.name:<48} {row.kind:<8} {row.batch_size:>5} {row.value:>12,.0f} {unit:<8} {ratio:>8} "
+              f"{rate:>8} {frac:>7}  [{runs}]")
     for note in notes:
-        if "batch_size" in note:
+        if "evaluate_best" in note:
+            print(f"evaluation B={note['evaluate_batch_size']}: best seqkit path ({note['evaluate_best']}) = "
+                  f"{note['evaluate_over_nn_rnn']:.2f}x nn.RNN under no_grad")
+        elif "batch_size" in note:
             print(f"B={note['batch_size']}: best seqkit path ({note['best_seqkit']}) = "
                   f"{note['best_over_nn_rnn']:.2f}x nn.RNN, {note['best_over_ceiling']:.2f} of the matmul-only "
-                  f"ceiling (nn.RNN: {note['nn_rnn_over_ceiling']:.2f} of it)")
+                  f"ceiling (nn.RNN: {note['nn_rnn_over_ceiling']:.2f} of it)"
+                  + (f"; seqkit numpy fused = {note['numpy_fused_over_numpy_ceiling']:.2f} of the NumPy-BLAS ceiling"
+                     if note["numpy_fused_over_numpy_ceiling"] else ""))
         else:
             d2l = note["generation_over_d2l_predict"]
             print(f"generation: best seqkit path ({note['generation_best']}) = "
@@ -520,17 +728,23 @@ def main(argv: list[str] | None = None) -> int:
         print("error: --device cuda but torch sees no CUDA device", file=sys.stderr)
         return 2
     ids, vocab = load_corpus(args.data_dir)
+    probe = gemm_probe(3 if args.quick else 5)
     rows: list[Row] = []
     for batch_size in args.batch_sizes:
         rows += torch_rows(args, batch_size, ids, vocab)
     for batch_size in args.batch_sizes:  # after every torch row: MXNet's runtime stays out of this process
         rows += mxnet_rows(args, batch_size)
     info, notes = meta(args), summary(rows)
+    info["gemm_probe"], info["vocab_size"] = probe, len(vocab)
     print_table(rows, info, notes)
     if args.json:
         rel = ratios(rows)
+        peak, reached = roofline(rows, probe, len(vocab))
+        info["roofline_gflops"] = peak
         table = [{"name": r.name, "kind": r.kind, "batch_size": r.batch_size, "value": r.value, "runs": r.runs,
                   "unit": "chars/s" if r.kind == "generate" else "tokens/s", "ratio_to_nn_rnn": rel[i],
+                  "gflops": reached[i][0] if i in reached else None,
+                  "fraction_of_peak": reached[i][1] if i in reached else None,
                   "source": r.source} for i, r in enumerate(rows)]
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"meta": info, "rows": table, "summary": notes}, indent=2) + "\n")

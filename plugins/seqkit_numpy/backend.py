@@ -123,7 +123,10 @@ class NumpyBackend(Backend):
     # -- updates ----------------------------------------------------------------------------
     def sgd_update(self, params: Params, grads: Params, lr: float) -> None:
         for name, grad in grads.items():
-            params[name] -= lr * grad
+            if lr == 1.0:
+                params[name] -= grad
+            else:
+                params[name] -= lr * grad
 
     def adam_update(self, params: Params, grads: Params, m: Params, v: Params, lr: float, beta1: float,
                     beta2: float, eps: float, step: int) -> None:
@@ -139,10 +142,15 @@ class NumpyBackend(Backend):
             params[name] -= (lr / bc1) * m_ / denom
 
     def global_norm(self, grads: Params) -> float:
+        # Row-wise dot products in the gradients' own dtype (BLAS-speed, and no copy of the
+        # strided views the fused network hands out), summed in float64.
         total = 0.0
         for grad in grads.values():
-            flat = np.asarray(grad, dtype=np.float64).ravel()
-            total += float(np.dot(flat, flat))
+            rows = np.asarray(grad)
+            if rows.size == 0:
+                continue
+            rows = rows.reshape(rows.shape[0], -1) if rows.ndim > 1 else rows.reshape(1, -1)
+            total += float(np.einsum("ij,ij->i", rows, rows).sum(dtype=np.float64))
         return float(np.sqrt(total))
 
     def scale(self, grads: Params, factor: float) -> Params:

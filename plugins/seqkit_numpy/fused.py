@@ -1,24 +1,29 @@
 """Hand-derived batched BPTT for the built-in vanilla RNN cells (``--impl fused`` on NumPy).
 
 Layout is time-major: row ``t * B + b`` of every (T·B, ·) matrix is step ``t`` of sequence ``b``.
-The recurrence is the only per-step work (one (B, H) @ (H, H) GEMM each way); the input
-projection, output layer, softmax and every weight gradient are single ops over all steps.
+The recurrence is the only per-step work: one GEMM forward, ``H_t = act(H_{t-1} W_hh + x_t)``, and
+one GEMM backward. The backward GEMM also does the output layer's input gradient: a buffer ``Z``
+holds, for each step, ``[dlogits_t | dpre_{t+1}]`` side by side, so ``Z[t+1] @ [W_hq^T; W_hh^T]``
+is the whole gradient reaching ``H_t``. The input projection (a row gather for one-hot inputs),
+the output layer with its softmax cross-entropy, and every weight gradient are single ops over all
+steps, reading ``Z`` in place. Nothing is allocated inside the time loops.
 """
 
 from __future__ import annotations
 
 from contextlib import contextmanager
-from functools import lru_cache
 from typing import Callable, Iterator
 
 import numpy as np
-from threadpoolctl import ThreadpoolController
 
 from seqkit.backend import Backend, Params
 from seqkit.network import EMBED_PARAM, ModelSpec, Network
+from seqkit_numpy.decoding import RNNDecoder
 
 # Up to this many distinct ids a row-scatter is a (ids × T·B) one-hot GEMM; beyond, sort + reduceat.
 GEMM_SCATTER_MAX = 384
+# One GEMM gives every weight gradient while (input width + vocabulary) * this <= H.
+JOINT_GEMM_MAX_FRACTION = 4
 
 
 def _scatter_rows(ids: np.ndarray, rows: np.ndarray, num: int) -> np.ndarray:
@@ -43,17 +48,65 @@ def _scatter_rows(ids: np.ndarray, rows: np.ndarray, num: int) -> np.ndarray:
     return out
 
 
-@lru_cache(maxsize=1)
-def _threadpools() -> ThreadpoolController:
-    """The loaded BLAS/OpenMP libraries, inspected once (a fresh inspection costs ~0.3 ms)."""
-    return ThreadpoolController()
+def _time_major(ids: np.ndarray) -> np.ndarray:
+    """(B, T) ids -> flat (T·B,) intp, row ``t * B + b``."""
+    return np.ascontiguousarray(ids.T, dtype=np.intp).reshape(-1)
+
+
+def joint_gradient_gemm(spec: ModelSpec) -> bool:
+    """Whether every weight gradient comes from one GEMM (see `FusedRNN`): worth it while the
+    wasted (inputs × vocabulary) block it also computes is small next to the (H × H) one."""
+    return (spec.input_size + spec.vocab_size) * JOINT_GEMM_MAX_FRACTION <= spec.hidden_size
+
+
+class _Forward:
+    """Forward buffers for one (T, B, dtype).
+
+    ``E[s] = [H_s | x_s]`` (B, H + X): the hidden state after ``s`` steps (``H_0`` the initial
+    state) and, on the joint-gradient path (X = input width, else 0), step ``s``'s input vector
+    (one-hot or embedded; zero at ``s = T``). ``xproj`` holds every step's ``x_t W_xh + b_h``."""
+
+    def __init__(self, T: int, B: int, H: int, X: int, dtype: np.dtype) -> None:
+        self.key = (T, B, dtype)
+        self.E = np.zeros((T + 1, B, H + X), dtype)
+        self.Hs = self.E[:, :, :H]
+        self.inputs = self.E[:T, :, H:].reshape(T * B, X)
+        self.xproj = np.empty((T, B, H), dtype)
+        self.step_out = np.empty((B, H), dtype)
+
+
+class _Backward:
+    """Backward buffers for one (T, B, dtype).
+
+    ``Z[s] = [dlogits_{s-1} | dpre_s]`` (B, V + H): the output-layer gradient of step ``s - 1``
+    and the pre-activation gradient of step ``s``, both of which pair with ``H_s`` in the weight
+    gradients. ``Z[0, :, :V]`` and ``Z[T, :, V:]`` stay zero. ``W_back = [W_hq | W_hh]`` (H, V + H),
+    so that ``Z[t + 1] @ W_back.T`` is the whole gradient reaching ``H_t``."""
+
+    def __init__(self, T: int, B: int, H: int, V: int, dtype: np.dtype) -> None:
+        self.key = (T, B, dtype)
+        self.Z = np.zeros((T + 1, B, V + H), dtype)
+        self.dlogits = self.Z[1:, :, :V]
+        self.dpre = self.Z[:T, :, V:]
+        self.deriv = np.empty((T, B, H), dtype)
+        self.dH = np.empty((B, H), dtype)
+        self.W_back = np.empty((H, V + H), dtype)
 
 
 class FusedRNN(Network):
     """The rnn-tanh / rnn-relu language model with hand-written forward and backward passes.
 
-    Same maths as `seqkit.network.GenericNetwork` with the built-in cells; about the speed of the
-    bare GEMMs because buffers are reused and nothing is allocated inside the time loop."""
+    Same maths as `seqkit.network.GenericNetwork` with the built-in cells; close to the speed of
+    the bare GEMMs because buffers are reused and nothing is allocated inside the time loops.
+
+    Per step there is one GEMM each way: forward ``H_{t-1} W_hh`` (plus the precomputed input
+    projection, then the activation in place), backward ``[dlogits_t | dpre_{t+1}] [W_hq | W_hh]^T``
+    (the output layer's input gradient rides along). While the vocabulary and the input width are
+    small next to H (`joint_gradient_gemm`), the hidden states are stored beside the inputs as
+    ``[H_s | x_s]`` and a single GEMM ``[H | X]^T [dlogits | dpre]`` gives dW_hq, dW_hh and dW_xh at
+    once, returned as views into its result; otherwise they are three products (dW_xh a one-hot
+    GEMM or sorted scatter). Gradients and states handed out are fresh arrays: a later call does
+    not overwrite them."""
 
     impl = "fused"
 
@@ -62,20 +115,21 @@ class FusedRNN(Network):
         if spec.cell.name not in ("rnn-tanh", "rnn-relu"):
             raise ValueError(f"FusedRNN supports rnn-tanh and rnn-relu, not {spec.cell.name!r}")
         self.relu = spec.cell.name == "rnn-relu"
-        self._buffers: tuple | None = None
+        self.joint = joint_gradient_gemm(spec)
+        self._fwd: _Forward | None = None
+        self._bwd: _Backward | None = None
 
     # -- helpers ----------------------------------------------------------------------------
-    def _buffers_for(self, T: int, B: int, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        key = (T, B, dtype)
-        if self._buffers is None or self._buffers[0] != key:
-            H = self.spec.hidden_size
-            self._buffers = (key, (
-                np.empty((T + 1, B, H), dtype),  # hidden states, Hs[0] = initial state
-                np.empty((T, B, H), dtype),      # pre-activations, then dL/dpre
-                np.empty((T, B, H), dtype),      # activation derivative
-                np.empty((B, H), dtype),         # recurrent gradient
-            ))
-        return self._buffers[1]
+    def _forward_buffers(self, T: int, B: int, dtype: np.dtype) -> _Forward:
+        if self._fwd is None or self._fwd.key != (T, B, dtype):
+            extra = self.spec.input_size if self.joint else 0
+            self._fwd = _Forward(T, B, self.spec.hidden_size, extra, dtype)
+        return self._fwd
+
+    def _backward_buffers(self, T: int, B: int, dtype: np.dtype) -> _Backward:
+        if self._bwd is None or self._bwd.key != (T, B, dtype):
+            self._bwd = _Backward(T, B, self.spec.hidden_size, self.spec.vocab_size, dtype)
+        return self._bwd
 
     def _activate(self, x: np.ndarray, out: np.ndarray) -> None:
         if self.relu:
@@ -83,46 +137,53 @@ class FusedRNN(Network):
         else:
             np.tanh(x, out=out)
 
-    def _forward(self, params: Params, X: np.ndarray, state: tuple):
-        """Run the recurrence; returns (Hs, pre, ids, embedded inputs or None)."""
-        B, T = X.shape
+    def _forward(self, params: Params, ids: np.ndarray, B: int, state: tuple,
+                 keep_inputs: bool) -> tuple[_Forward, np.ndarray | None]:
+        """Run the recurrence over time-major ``ids``; returns the buffers (``Hs`` filled, and with
+        ``keep_inputs`` on the joint path the input vectors beside them) and the embedded inputs
+        (None for one-hot inputs)."""
         W_xh, W_hh, b_h = params["W_xh"], params["W_hh"], params["b_h"]
-        dtype = W_hh.dtype
-        Hs, pre, _, _ = self._buffers_for(T, B, dtype)
-        ids = np.ascontiguousarray(X.T, dtype=np.intp).reshape(-1)
-        pre2 = pre.reshape(T * B, -1)
+        T = ids.shape[0] // B
+        buf = self._forward_buffers(T, B, W_hh.dtype)
+        Hs, xproj, out = buf.Hs, buf.xproj, buf.step_out
+        xproj2 = xproj.reshape(T * B, -1)
         emb = None
         if self.spec.embedding_dim:
             emb = np.take(params[EMBED_PARAM], ids, axis=0)
-            np.dot(emb, W_xh, out=pre2)
-            pre2 += b_h
+            np.dot(emb, W_xh, out=xproj2)
+            xproj2 += b_h
         else:
-            np.take(W_xh + b_h, ids, axis=0, out=pre2)
+            np.take(W_xh + b_h, ids, axis=0, out=xproj2)  # one-hot @ W_xh + b_h is a row gather
+        if keep_inputs and self.joint:
+            if emb is None:
+                buf.inputs[...] = 0
+                buf.inputs[np.arange(T * B), ids] = 1
+            else:
+                buf.inputs[...] = emb
         Hs[0] = state[0]
         for t in range(T):
             h = Hs[t + 1]
-            np.dot(Hs[t], W_hh, out=h)
-            h += pre[t]
+            np.dot(Hs[t], W_hh, out=out)
+            np.add(out, xproj[t], out=h)
             self._activate(h, h)
-        return Hs, pre, ids, emb
+        return buf, emb
 
     @staticmethod
-    def _softmax_xent(params: Params, hidden: np.ndarray, targets: np.ndarray, grad: bool):
-        """Mean cross-entropy of ``hidden @ W_hq + b_q``; with ``grad`` also dL/dlogits."""
-        logits = hidden @ params["W_hq"]
-        logits += params["b_q"]
+    def _softmax_xent(logits: np.ndarray, targets: np.ndarray, grad: bool) -> float:
+        """Mean cross-entropy of ``logits`` (N, V), already holding ``hidden @ W_hq + b_q``; with
+        ``grad`` the array is overwritten in place by dL/dlogits."""
         logits -= logits.max(axis=1, keepdims=True)
         rows = np.arange(targets.shape[0])
         picked = logits[rows, targets]
         probs = np.exp(logits, out=logits)
         sums = probs.sum(axis=1)
         loss = float(np.mean(np.log(sums, dtype=np.float64) - picked))
-        if not grad:
-            return loss, None
-        probs /= sums[:, None]
-        probs[rows, targets] -= 1
-        probs *= probs.dtype.type(1.0 / targets.shape[0])
-        return loss, probs
+        if grad:
+            n = targets.shape[0]
+            np.divide(probs.dtype.type(1.0 / n), sums, out=sums)
+            probs *= sums[:, None]
+            probs[rows, targets] -= probs.dtype.type(1.0 / n)
+        return loss
 
     # -- Network API ------------------------------------------------------------------------
     def loss_and_grad(
@@ -131,48 +192,60 @@ class FusedRNN(Network):
         B, T = X.shape
         if not 0 <= loss_from < T:
             raise ValueError(f"loss_from={loss_from} must be in [0, {T})")
-        Hsz = self.spec.hidden_size
+        Hsz, V = self.spec.hidden_size, self.spec.vocab_size
         W_hh, W_hq = params["W_hh"], params["W_hq"]
-        Hs, pre, ids, emb = self._forward(params, X, state)
-        _, _, deriv, carry = self._buffers[1]
-        hidden = Hs[1 + loss_from:].reshape(-1, Hsz)
-        targets = np.ascontiguousarray(Y[:, loss_from:].T, dtype=np.intp).reshape(-1)
-        loss, dlogits = self._softmax_xent(params, hidden, targets, grad=True)
+        ids = _time_major(X)
+        fwd, emb = self._forward(params, ids, B, state, keep_inputs=True)
+        bwd = self._backward_buffers(T, B, W_hh.dtype)
+        Hs, Z, deriv, dH = fwd.Hs, bwd.Z, bwd.deriv, bwd.dH
+        N = (T - loss_from) * B
 
-        grads: Params = {"W_hq": hidden.T @ dlogits, "b_q": dlogits.sum(axis=0)}
-        dpre = pre  # reuse: holds dL/dH_t, then dL/dpre_t
-        dpre[:loss_from] = 0
-        np.dot(dlogits, W_hq.T, out=dpre[loss_from:].reshape(-1, Hsz))
+        # The output layer and its loss, written straight into Z's dlogits columns.
+        hidden = Hs[1 + loss_from:].reshape(N, Hsz)
+        dlogits = bwd.dlogits[loss_from:].reshape(N, V)
+        np.matmul(hidden, W_hq, out=dlogits)
+        dlogits += params["b_q"]
+        loss = self._softmax_xent(dlogits, _time_major(Y[:, loss_from:]), grad=True)
+        bwd.dlogits[:loss_from] = 0
+
         if self.relu:
             np.greater(Hs[1:], 0, out=deriv)
         else:
             np.multiply(Hs[1:], Hs[1:], out=deriv)
             np.subtract(1, deriv, out=deriv)
-        W_hh_T = W_hh.T
+        W_back = bwd.W_back
+        W_back[:, :V] = W_hq
+        W_back[:, V:] = W_hh
+        W_back_T, dpre = W_back.T, bwd.dpre
         for t in range(T - 1, -1, -1):
-            g = dpre[t]
-            if t < T - 1:
-                g += carry
-            g *= deriv[t]
-            if t:
-                np.dot(g, W_hh_T, out=carry)
+            np.dot(Z[t + 1], W_back_T, out=dH)  # dL/dH_t = dlogits_t W_hq^T + dpre_{t+1} W_hh^T
+            np.multiply(dH, deriv[t], out=dpre[t])
 
         dpre2 = dpre.reshape(T * B, Hsz)
-        grads["W_hh"] = Hs[:-1].reshape(T * B, Hsz).T @ dpre2
-        grads["b_h"] = dpre2.sum(axis=0)
-        if emb is None:
-            grads["W_xh"] = _scatter_rows(ids, dpre2, self.spec.vocab_size)
+        if self.joint:
+            # [H_s | x_s]^T [dlogits_{s-1} | dpre_s] summed over s: [[dW_hq, dW_hh], [-, dW_xh]]
+            G = np.matmul(fwd.E.reshape((T + 1) * B, -1).T, Z.reshape((T + 1) * B, -1))
+            grads: Params = {"W_hq": G[:Hsz, :V], "W_hh": G[:Hsz, V:], "W_xh": G[Hsz:, V:]}
         else:
-            grads["W_xh"] = emb.T @ dpre2
-            grads[EMBED_PARAM] = _scatter_rows(ids, dpre2 @ params["W_xh"].T, self.spec.vocab_size)
+            grads = {"W_hq": np.matmul(Hs[1:].reshape(T * B, Hsz).T, bwd.dlogits.reshape(T * B, V)),
+                     "W_hh": np.matmul(Hs[:T].reshape(T * B, Hsz).T, dpre2)}
+            grads["W_xh"] = _scatter_rows(ids, dpre2, V) if emb is None else np.matmul(emb.T, dpre2)
+        grads["b_q"] = dlogits.sum(axis=0)
+        if emb is None:
+            grads["b_h"] = grads["W_xh"].sum(axis=0)  # every row of dpre lands in one row of dW_xh
+        else:
+            grads["b_h"] = dpre2.sum(axis=0)
+            grads[EMBED_PARAM] = _scatter_rows(ids, dpre2 @ params["W_xh"].T, V)
         return loss, grads, (Hs[T].copy(),)
 
     def loss(self, params: Params, X: np.ndarray, Y: np.ndarray, state: tuple) -> tuple[float, tuple]:
-        T = X.shape[1]
-        Hs, _, _, _ = self._forward(params, X, state)
-        targets = np.ascontiguousarray(Y.T, dtype=np.intp).reshape(-1)
-        loss, _ = self._softmax_xent(params, Hs[1:].reshape(-1, self.spec.hidden_size), targets, grad=False)
-        return loss, (Hs[T].copy(),)
+        """The forward pass and the loss only (evaluation): no gradient buffers are touched."""
+        B, T = X.shape
+        fwd, _ = self._forward(params, _time_major(X), B, state, keep_inputs=False)
+        logits = fwd.Hs[1:].reshape(T * B, self.spec.hidden_size) @ params["W_hq"]
+        logits += params["b_q"]
+        loss = self._softmax_xent(logits, _time_major(Y), grad=False)
+        return loss, (fwd.Hs[T].copy(),)
 
     def step(self, params: Params, ids: np.ndarray, state: tuple) -> tuple[np.ndarray, tuple]:
         ids = np.asarray(ids, dtype=np.intp)
@@ -191,25 +264,8 @@ class FusedRNN(Network):
 
     @contextmanager
     def decoding(self, params: Params, state: tuple) -> Iterator[Callable[[int], np.ndarray]]:
-        """Generation: every token's input projection precomputed, and one vector-matrix product
-        per token, ``h @ [W_hh | W_hq]``, giving this token's logits and the next step's recurrent
-        term at once; on one BLAS thread (batch-1 products are latency-bound)."""
-        H = self.spec.hidden_size
-        if self.spec.embedding_dim:
-            inputs = params[EMBED_PARAM] @ params["W_xh"] + params["b_h"]
-        else:
-            inputs = params["W_xh"] + params["b_h"]
-        joint = np.concatenate([params["W_hh"], params["W_hq"]], axis=1)
-        b_q = params["b_q"]
-        h = np.array(state[0][0], dtype=joint.dtype)
-        out = h @ joint
-
-        def feed(token: int) -> np.ndarray:
-            pre = out[:H]
-            np.add(pre, inputs[token], out=h)
-            self._activate(h, h)
-            np.dot(h, joint, out=out)
-            return out[H:] + b_q
-
-        with _threadpools().limit(limits=1, user_api="blas"):
+        """Generation through `seqkit_numpy.decoding.RNNDecoder`: one vector-matrix product per
+        token on one BLAS thread."""
+        decoder = RNNDecoder(params, self.relu, self.spec.embedding_dim > 0)
+        with decoder.session(state[0][0]) as feed:
             yield feed
