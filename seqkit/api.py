@@ -7,6 +7,7 @@ data, initialise or restore the parameters, fit, save.
 from __future__ import annotations
 
 import importlib.util
+import math
 import signal
 import statistics
 import time
@@ -20,20 +21,21 @@ import seqkit
 from seqkit.backend import Backend, Params
 from seqkit.checkpoint import (
     Checkpoint, component_origins, dataset_fingerprint, generator_from_state, missing_components, read_checkpoint,
-    save_run,
+    run_state, save_run,
 )
 from seqkit.config import CORE_OPTIONS, KIND_OPTIONS, RunConfig, resolve
 from seqkit.configfile import read_config_file
 from seqkit.dataset import Dataset, load_dataset
-from seqkit.engine import FitState, TrainSettings, evaluate, fit, predict
+from seqkit.engine import FitState, TrainSettings, evaluate, fit, perplexity, predict
 from seqkit.errors import ConfigError, DataError, DivergedError, SeqkitError, TrainingInterrupted
 from seqkit.logger import Logger
 from seqkit.network import GenericNetwork, ModelSpec, Network
 from seqkit.optimizer import OptimizerState
-from seqkit.output import prepare_out_dir, write_json_atomic
+from seqkit.output import append_jsonl, prepare_out_dir, write_json_atomic
 from seqkit.plugins import Registry, get_registry
 from seqkit.resume import check_resume_data, resume_config, saved_values
-from seqkit.store import CheckpointError
+from seqkit.selection import BEST_DIR, EVALS_FILE, EarlyStop, Selection
+from seqkit.store import CheckpointError, write_checkpoint
 from seqkit.vocab import Vocab, detokenize, tokenize
 
 Progress = Callable[[str, Any], None]
@@ -121,6 +123,7 @@ class Run:
         self.rng_states: dict[str, dict] = {}  # saved NumPy generator states: "init", "decoder"
         self.data_info: dict | None = None  # token counts and hash of the training text
         self.saved_options: dict[str, Any] = config.to_dict()  # every option the run trained with
+        self.selection = Selection()  # the best validation loss so far (checkpointed)
 
     @property
     def backend(self) -> Backend:
@@ -311,7 +314,7 @@ def _fit_and_save(run: Run, data: Dataset, parts: Components, info: dict,
     run_config, network, out_dir, hook = run.config, run.network, run.out_dir, run.registry.hook
     hook.seqkit_run_started(run=run, info=info)
     sampler_rng = np.random.default_rng(seed_streams(run_config.seed)["sampler"])
-    recorder = _Recorder(run, info, run.prefixes, sampler_rng, should_stop)
+    recorder = _Recorder(run, info, run.prefixes, sampler_rng, should_stop, data.val_ids)
     settings = TrainSettings(
         epochs=run_config.epochs, batch_size=run_config.batch_size, num_steps=run_config.num_steps,
         lr=run_config.lr, schedule=parts.schedule, steps_per_epoch=info["batches_per_epoch"],
@@ -328,6 +331,13 @@ def _fit_and_save(run: Run, data: Dataset, parts: Components, info: dict,
         if out_dir:
             raise DivergedError(f"{exc} (metrics so far are in {out_dir})") from None
         raise
+    except EarlyStop:
+        recorder.save(recorder.last_state)
+        samples = [recorder.sample(prefix, len(run.history)) for prefix in run.prefixes]
+        recorder.write_summary(samples, status="early-stopped")
+        recorder.write_plot()
+        hook.seqkit_run_finished(run=run, status="early-stopped", error=None)
+        return run
     except KeyboardInterrupt as exc:
         signum = getattr(exc, "signum", signal.SIGINT)
         recorder.write_summary(None, status="interrupted")
@@ -390,6 +400,7 @@ def _restored_run(ckpt: Checkpoint, config: RunConfig, network: Network, registr
     run.rng_states = ckpt.rng_states
     run.data_info = ckpt.state.get("data")
     run.saved_options = saved_values(ckpt, registry)
+    run.selection = Selection.from_dict(ckpt.state.get("selection"))
     return run
 
 
@@ -436,9 +447,11 @@ class _Recorder:
     """A training run's side effects: samples, checkpoints, summary.json, stop requests, and the
     lifecycle hooks that tell every watcher (metrics.jsonl, the console, loggers) about them."""
 
-    def __init__(self, run: Run, info: dict, prefixes: list[str],
-                 sampler_rng: np.random.Generator, should_stop: Callable[[], int | None] | None) -> None:
+    def __init__(self, run: Run, info: dict, prefixes: list[str], sampler_rng: np.random.Generator,
+                 should_stop: Callable[[], int | None] | None, val_ids: np.ndarray | None = None) -> None:
         self.run, self.info, self.prefixes = run, info, prefixes
+        self.val_ids = val_ids if val_ids is not None and len(val_ids) > 1 else None
+        self.last_state: FitState = run.fit_state or FitState(epoch=len(run.history))
         self.hook = run.registry.hook
         self.sampler_rng = sampler_rng
         self.should_stop = should_stop
@@ -468,10 +481,32 @@ class _Recorder:
             self.saved.append(self.run.save(self.out_dir))
             self.hook.seqkit_checkpoint_saved(run=self.run, folder=self.saved[-1])
 
+    def select(self, loss: float, state: FitState) -> None:
+        """Model selection after an evaluation of the held-out text: keep the best checkpoint,
+        stop when the patience of ``--early-stop`` is spent."""
+        run = self.run
+        improved = run.selection.observe(loss, state.epoch + (1 if state.position else 0), run.opt_state.step)
+        if self.out_dir is not None:
+            append_jsonl(self.out_dir / EVALS_FILE, {
+                "step": run.opt_state.step, "epoch": state.epoch, "position": state.position, "val_loss": loss,
+                "val_ppl": perplexity(loss), "best": improved})
+            if improved:
+                previous = run.fit_state
+                run.fit_state = state
+                try:
+                    write_checkpoint(self.out_dir / BEST_DIR, *run_state(run))
+                finally:
+                    run.fit_state = previous
+        if run.selection.patience_spent(run.config.early_stop):
+            raise EarlyStop()
+
     def on_epoch(self, row: dict) -> None:
         config = self.run.config
         self.run.history.append(row)
+        self.last_state = FitState(row["epoch"], sampler_rng=self.sampler_rng.bit_generator.state)
         self.hook.seqkit_epoch_ended(run=self.run, row=row)
+        if not config.eval_every and row.get("val_bpc") is not None:
+            self.select(row["val_bpc"] * math.log(2), self.last_state)
         if row["epoch"] % config.sample_every == 0 and row["epoch"] != config.epochs:
             for prefix in self.prefixes:
                 self.sample(prefix, row["epoch"])
@@ -480,7 +515,15 @@ class _Recorder:
             self.save(FitState(row["epoch"], sampler_rng=self.sampler_rng.bit_generator.state))
 
     def on_step(self, state: FitState) -> None:
+        self.last_state = state
         self.hook.seqkit_step_ended(run=self.run, state=state)
+        every = self.run.config.eval_every
+        if every and self.val_ids is not None and self.run.opt_state.step % every == 0:
+            from seqkit.engine import evaluate
+
+            config = self.run.config
+            result = evaluate(self.run.network, self.run.params, self.val_ids, config.batch_size, config.num_steps)
+            self.select(result["loss"], state)
         signum = self.should_stop() if self.should_stop else None
         if signum:
             raise TrainingInterrupted(signum)

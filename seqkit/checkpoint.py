@@ -110,6 +110,7 @@ def run_state(run: "Run") -> tuple[dict[str, np.ndarray], dict]:
         "rng": {"init": run.rng_states.get("init"), "sampler": progress.sampler_rng,
                 "decoder": run.rng_states.get("decoder")},
         "metrics": run.history,
+        "selection": run.selection.as_dict(),
     }
     return arrays, state
 

@@ -55,6 +55,10 @@ CORE_GROUPS: dict[str, tuple[Option, ...]] = {
         Option("lr", float, 1.0, "Learning rate.", gt=0),
         Option("no_detach", bool, False, "Let gradients flow across the minibatches of an epoch."),
         Option("seed", int, 0, "Seed of parameter init, sampling and decoding.", ge=0),
+        Option("eval_every", int, 0, "Evaluate the held-out text every N minibatches (0 = at each epoch's end); "
+               "the best model is kept in OUT/checkpoint-best.", ge=0),
+        Option("early_stop", int, 0, "Stop after N evaluations without a better validation loss (0 = never).",
+               ge=0, resumable=True),
     ),
     "Output": (
         Option("prefix", str, None, "Sample prefix; repeat for several (default: the corpus').",

@@ -154,6 +154,6 @@ def seqkit_checkpoint_saved(run: Any, folder: Path) -> None:
 
 @hookspec
 def seqkit_run_finished(run: Any, status: str, error: str | None) -> None:
-    """The run ended: ``status`` is ``"completed"``, ``"diverged"``, ``"interrupted"`` or
-    ``"failed"``; ``error`` is the one-line reason (None when completed). Always called once
+    """The run ended: ``status`` is ``"completed"``, ``"early-stopped"`` (``--early-stop``),
+    ``"diverged"``, ``"interrupted"`` or ``"failed"``; ``error`` is the one-line reason (None when completed). Always called once
     after `seqkit_run_started`, also when training raised."""
