@@ -22,10 +22,12 @@ from seqkit.config import RunConfig
 from seqkit.dataset import Dataset, corpus_options, load_dataset
 from seqkit.engine import FitState, TrainSettings, evaluate, fit, predict
 from seqkit.errors import ConfigError, DataError, DivergedError
+from seqkit.limits import check_predict_len, check_prefix
 from seqkit.network import GenericNetwork, ModelSpec, Network
 from seqkit.optimizer import OptimizerState
 from seqkit.output import append_jsonl, prepare_out_dir, write_json_atomic
 from seqkit.plugins import Registry, get_registry
+from seqkit.resources import check_memory
 from seqkit.vocab import Vocab, detokenize, tokenize
 
 Progress = Callable[[str, Any], None]
@@ -77,6 +79,7 @@ class Run:
 
     def prefix_ids(self, prefix: str) -> np.ndarray:
         """Token ids of ``prefix``; tokens outside the vocabulary raise `ConfigError` naming them."""
+        check_prefix(prefix)
         tokens = tokenize(prefix, self.config.tokens)
         if not tokens:
             raise ConfigError("--prefix must contain at least one token")
@@ -99,8 +102,7 @@ class Run:
         config = self.config
         prefix = self.default_prefix if prefix is None else prefix
         length = config.predict_len if length is None else length
-        if length < 0:
-            raise ConfigError(f"--predict-len must be >= 0, got {length}")
+        check_predict_len(length)
         chooser = self._registry.create(
             "decoder", decoder or config.decoder,
             temperature=config.temperature if temperature is None else temperature,
@@ -186,6 +188,7 @@ def train(
         check_resume_data(ckpt, data.vocab, fingerprint)
     backend: Backend = backend_cls(device=config.device, dtype=config.dtype)
     spec = ModelSpec(cell, len(data.vocab), config.hidden, config.embedding)
+    check_memory(config, spec, backend, optimizer, sampler, len(data.train_ids))
     network = make_network(backend, spec, config.impl)
     streams = seed_streams(config.seed)
     if ckpt is None:

@@ -28,6 +28,7 @@ import seqkit
 from seqkit.config import RunConfig
 from seqkit.engine import FitState, TrainSettings
 from seqkit.errors import ConfigError, SeqkitError
+from seqkit.limits import MAX_STATE_BYTES, check_safetensors_header, model_read_limit, read_bounded
 from seqkit.network import ModelSpec
 from seqkit.optimizer import OptimizerState
 
@@ -310,7 +311,8 @@ def _foreign_model_note(file: Path) -> str | None:
     from safetensors.numpy import load
 
     try:
-        data = file.read_bytes()
+        data = read_bounded(file, model_read_limit(None), CheckpointError)
+        check_safetensors_header(data, file, CheckpointError)
         names = sorted(load(data))
         if _header(data).get("__metadata__", {}).get("format") == FORMAT:
             return None
@@ -333,19 +335,22 @@ def _get(state: dict, dotted: str, kinds: tuple, what: str, file: Path) -> Any:
 
 def _read_state(folder: Path) -> dict:
     file = folder / STATE_FILE
-    if not file.is_file():
+    if not file.exists():
         model = folder / MODEL_FILE
         note = _foreign_model_note(model) if model.is_file() else None
         if note:
             raise CheckpointError(f"{note} and there is no {STATE_FILE}: not a seqkit checkpoint")
         raise CheckpointError(f"{file} is missing: the checkpoint in {folder} is incomplete")
     try:
-        state = json.loads(file.read_text(encoding="utf-8"))
+        state = json.loads(read_bounded(file, MAX_STATE_BYTES, CheckpointError, STATE_FILE).decode("utf-8"))
     except json.JSONDecodeError as exc:
         raise CheckpointError(f"{file} is not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno}): "
                               "the file is damaged") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise CheckpointError(f"cannot read {file}: {getattr(exc, 'strerror', None) or exc}") from None
+    except (ValueError, RecursionError) as exc:  # numbers past Python's digit limit, nesting past the stack
+        raise CheckpointError(f"{file} is not a checkpoint's JSON ({type(exc).__name__}: {exc}): "
+                              "the file is damaged") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{file} was not written by seqkit (it lacks \"format\": \"{FORMAT}\"): "
                               "not a seqkit checkpoint")
@@ -395,12 +400,11 @@ def _read_arrays(folder: Path, state: dict) -> dict[str, np.ndarray]:
     from safetensors.numpy import load
 
     file = folder / MODEL_FILE
-    try:
-        data = file.read_bytes()
-    except FileNotFoundError:
-        raise CheckpointError(f"{file} is missing: the checkpoint in {folder} is incomplete") from None
-    except OSError as exc:
-        raise CheckpointError(f"cannot read {file}: {exc.strerror or exc}") from None
+    if not file.exists():
+        raise CheckpointError(f"{file} is missing: the checkpoint in {folder} is incomplete")
+    data = read_bounded(file, model_read_limit(state["model"]["arrays"]), CheckpointError, "checkpoint file",
+                        f"more than the arrays {STATE_FILE} lists or memory allows: restore it or use another checkpoint")
+    check_safetensors_header(data, file, CheckpointError)
     try:
         arrays = load(data)
         metadata = _header(data).get("__metadata__") or {}

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from seqkit.errors import ConfigError
+from seqkit.limits import check_config
 
 IMPLS = ("auto", "scratch", "fused")
 DTYPES = ("float32", "float64")
@@ -110,6 +111,7 @@ class RunConfig:
                 raise ConfigError(f"unknown --{name.replace('_', '-')} {value!r}; choose one of: {', '.join(choices)}")
         if self.prefix is not None and not self.prefix:
             raise ConfigError("--prefix must not be empty: generation warms up over at least one token")
+        check_config(self)  # upper bounds: seqkit.limits
 
 
 def _require(value: Any, name: str, ok, what: str) -> None:
