@@ -28,6 +28,7 @@ from seqkit.optimizer import OptimizerState
 from seqkit.output import append_jsonl, prepare_out_dir, write_json_atomic
 from seqkit.plugins import Registry, get_registry
 from seqkit.resources import check_memory
+from seqkit.runlock import holds_run_locks
 from seqkit.vocab import Vocab, detokenize, tokenize
 
 Progress = Callable[[str, Any], None]
@@ -151,6 +152,7 @@ def _check_long_enough(config: RunConfig, sampler, data: Dataset) -> None:
             f"{len(data.train_ids)} training tokens for one minibatch; lower --num-steps or --batch-size")
 
 
+@holds_run_locks
 def train(
     progress: Progress | None = None, registry: Registry | None = None, resume: str | Path | None = None,
     should_stop: Callable[[], int | None] | None = None, **options: Any,

@@ -31,6 +31,7 @@ from seqkit.errors import ConfigError, SeqkitError
 from seqkit.limits import MAX_STATE_BYTES, check_safetensors_header, model_read_limit, read_bounded
 from seqkit.network import ModelSpec
 from seqkit.optimizer import OptimizerState
+from seqkit.runlock import guard_run_dir
 
 if TYPE_CHECKING:
     from seqkit.api import Run
@@ -265,7 +266,9 @@ def run_state(run: "Run") -> tuple[dict[str, np.ndarray], dict]:
 def save_run(run: "Run", path: str | os.PathLike) -> Path:
     """Checkpoint ``run`` into `checkpoint_target` (``path``); returns the checkpoint folder."""
     arrays, state = run_state(run)
-    return write_checkpoint(checkpoint_target(path), arrays, state)
+    target = checkpoint_target(path)
+    with guard_run_dir(run_dir_of(target)):  # refuses while another process's run writes there
+        return write_checkpoint(target, arrays, state)
 
 
 # -- reading --------------------------------------------------------------------------------------
@@ -542,11 +545,29 @@ class Checkpoint:
         return {k: v for k, v in self.state["rng"].items() if k != "sampler" and v is not None}
 
 
-def read_checkpoint(path: str | os.PathLike) -> Checkpoint:
-    """Find, read and check a checkpoint; any problem is a one-line `CheckpointError`."""
-    folder = locate(path)
-    state = _read_state(folder)
-    return Checkpoint(folder, state, _read_arrays(folder, state))
+def read_checkpoint(path: str | os.PathLike, attempts: int = 5) -> Checkpoint:
+    """Find, read and check a checkpoint; any problem is a one-line `CheckpointError`.
+
+    A run may swap a new checkpoint in while this reads (state.json of one, weights of the
+    other): when the folder changed during a failed read, it is read again."""
+    for attempt in range(attempts):
+        folder = locate(path)
+        before = _folder_id(folder)
+        try:
+            state = _read_state(folder)
+            return Checkpoint(folder, state, _read_arrays(folder, state))
+        except CheckpointError:
+            if attempt + 1 == attempts or _folder_id(folder) == before:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _folder_id(folder: Path) -> tuple[int, int, int] | None:
+    try:
+        info = os.stat(folder)
+    except OSError:
+        return None
+    return info.st_dev, info.st_ino, info.st_ctime_ns  # a rename changes the ctime too
 
 
 # -- resuming -------------------------------------------------------------------------------------
