@@ -391,7 +391,7 @@ def _read_state(folder: Path) -> dict:
         if saved is not None:
             try:
                 generator_from_state(saved)
-            except (ValueError, TypeError, KeyError) as exc:
+            except (ValueError, TypeError, KeyError, OverflowError) as exc:
                 raise CheckpointError(
                     f"{file} is malformed: rng.{stream} is not a NumPy generator state ({exc})") from None
     if (state["rng"]["sampler"] or {}).get("bit_generator", "PCG64") != "PCG64":
@@ -419,7 +419,7 @@ def _read_arrays(folder: Path, state: dict) -> dict[str, np.ndarray]:
     if hashlib.sha256(data).hexdigest() != state["model"]["sha256"]:
         raise CheckpointError(f"{file} does not match {STATE_FILE} (its SHA-256 differs from the one recorded "
                               "there): one of the two files was changed or damaged")
-    manifest = {k: tuple(v.get("shape", ())) if isinstance(v, dict) else None
+    manifest = {k: tuple(v["shape"]) if isinstance(v, dict) and isinstance(v.get("shape"), list) else None
                 for k, v in state["model"]["arrays"].items()}
     actual = {k: tuple(v.shape) for k, v in arrays.items()}
     if manifest != actual:

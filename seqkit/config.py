@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from seqkit.errors import ConfigError
-from seqkit.limits import check_config
+from seqkit.limits import check_config, check_option_types
 
 IMPLS = ("auto", "scratch", "fused")
 DTYPES = ("float32", "float64")
@@ -84,6 +84,7 @@ class RunConfig:
 
     def validate(self) -> None:
         """Raise `ConfigError` for the first invalid value, naming the flag and what is allowed."""
+        check_option_types(self)  # seqkit.limits: no list or dict where a string or number belongs
         positive_ints = ("hidden", "batch_size", "num_steps", "epochs", "sample_every", "log_every")
         for name in positive_ints:
             _require(getattr(self, name), name, lambda v: isinstance(v, int) and v > 0, "a positive integer")

@@ -167,3 +167,35 @@ def check_safetensors_header(data: bytes, path: Any, error: type[SeqkitError] = 
     if size > MAX_HEADER_BYTES or size > len(data) - 8:
         raise error(f"{path} is truncated or corrupted (its header claims {size:,} bytes of a {len(data):,}-byte "
                     f"file; at most {describe_size(MAX_HEADER_BYTES)} are read): restore it or use another checkpoint")
+
+
+def check_option_types(config: Any) -> None:
+    """Raise `ConfigError` when a field of the dataclass ``config`` holds a value of another type
+    than its annotation allows (ints are accepted for floats, bools only for bools), so values
+    from a file or the API cannot reach code that expects a string or a number."""
+    import dataclasses
+    import types
+    import typing
+
+    hints = typing.get_type_hints(type(config))
+    for field in dataclasses.fields(config):
+        value, hint = getattr(config, field.name), hints.get(field.name)
+        allowed = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+        if not all(isinstance(t, type) for t in allowed):
+            continue
+        if bool in allowed:
+            ok = isinstance(value, bool) or (value is None and type(None) in allowed)
+        elif isinstance(value, bool):
+            ok = False
+        else:
+            ok = isinstance(value, allowed) or (float in allowed and isinstance(value, int))
+        if not ok:
+            words = {str: "a string", int: "an integer", float: "a number", bool: "true or false", type(None): "null"}
+            names = " or ".join(words.get(t, t.__name__) for t in allowed)
+            raise ConfigError(f"--{field.name.replace('_', '-')} must be {names}, got {type(value).__name__} "
+                              f"{_short(value)}")
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."

@@ -210,13 +210,11 @@ def check_memory(config: "RunConfig", spec: "ModelSpec", backend: "Backend", opt
     steps = max(config.num_steps, train_tokens // max(config.batch_size, 1)) if whole_epoch else None
     w = workload(config, spec, backend, len(getattr(optimizer, "slots", ()) or ()), steps)
     est = estimate_memory(w)
-    where = f"on {backend.device}"
+    where = f"free on {backend.device}"
     if available is None:
         available = device_free_memory(backend)
         if available is None:
-            available, where = available_memory(), "on this machine"
-        else:
-            where = f"free on {backend.device}"
+            available, where = available_memory(), "available on this machine"
     if available is not None and est.total > available:
         def estimate_for(hidden: int) -> int:
             trial = dataclasses.replace(spec, hidden_size=hidden)
@@ -225,5 +223,5 @@ def check_memory(config: "RunConfig", spec: "ModelSpec", backend: "Backend", opt
         best = _largest_hidden(estimate_for, available, spec.hidden_size - 1)
         raise ConfigError(
             f"this configuration needs about {est.describe()} of memory but {describe_size(available)} is "
-            f"available {where}: lower {_advice(w, est, best, whole_epoch)}")
+            f"{where}: lower {_advice(w, est, best, whole_epoch)}")
     return est

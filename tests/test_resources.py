@@ -66,7 +66,7 @@ def test_check_memory_refuses_with_the_figure_and_what_fits():
         check_memory(config, _spec(4096), backend, optimizer, available=100 << 20)
     message = str(info.value)
     assert "\n" not in message
-    assert "needs about" in message and "100 MiB is available" in message and "lower --hidden (" in message
+    assert "needs about" in message and "100 MiB is free on cpu" in message and "lower --hidden (" in message
     fits = int(message.split("lower --hidden (")[1].split(" fits")[0].replace(",", ""))
     assert 0 < fits < 4096
     assert check_memory(RunConfig(hidden=fits), _spec(fits), backend, optimizer, available=100 << 20).total <= 100 << 20
@@ -160,3 +160,39 @@ def test_estimate_is_near_the_measured_peak(corpora_dir, impl):
     figures = json.loads(result.stdout.strip().splitlines()[-1])
     ratio = figures["used"] / figures["estimate"]
     assert 0.5 < ratio < 2.0, figures
+
+
+class _CudaBackend(NumpyBackend):
+    """A backend that says it runs on a CUDA device (the memory check only reads ``device``)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.device = "cuda:1"
+
+
+def test_on_cuda_the_device_free_memory_decides(monkeypatch):
+    import types
+
+    asked = []
+
+    def mem_get_info(index):
+        asked.append(index)
+        return 64 << 20, 80 << 30
+
+    monkeypatch.setitem(sys.modules, "torch", types.SimpleNamespace(cuda=types.SimpleNamespace(mem_get_info=mem_get_info)))
+    backend = _CudaBackend()
+    assert resources.device_free_memory(backend) == 64 << 20 and asked == [1]
+    with pytest.raises(ConfigError, match=r"but 64 MiB is free on cuda:1: lower --hidden"):
+        check_memory(RunConfig(hidden=4096), _spec(4096), backend)
+    check_memory(RunConfig(hidden=64), _spec(64), backend)
+
+
+def test_a_driver_that_cannot_answer_means_no_device_check(monkeypatch):
+    import types
+
+    def broken(index):
+        raise RuntimeError("driver")
+
+    monkeypatch.setitem(sys.modules, "torch", types.SimpleNamespace(cuda=types.SimpleNamespace(mem_get_info=broken)))
+    assert resources.device_free_memory(_CudaBackend()) is None
+    assert resources.device_free_memory(NumpyBackend()) is None
