@@ -373,7 +373,7 @@ def corpus_text(
 def _summary(run: Run, info: dict, started: float, sample: str | None, error: str | None,
              status: str | None = None, checkpoint: Path | None = None) -> dict:
     last = run.history[-1] if run.history else {}
-    speeds = [r["tokens_per_s"] for r in run.history if r["tokens_per_s"]]
+    speeds = [r["tokens_per_s"] for r in run.history if r.get("tokens_per_s")]
     return {
         "seqkit_version": seqkit.__version__,
         "status": status or ("diverged" if error else "completed"),

@@ -385,7 +385,9 @@ def _read_state(folder: Path) -> dict:
         raise CheckpointError(f"{file} is malformed: {len(metrics)} metrics rows for {epoch} epochs")
     if position:
         for key in ("loss_sum", "norm_sum", "tokens", "clipped", "train_time"):
-            _get(state, f"training.partial.{key}", (int, float), "a number", file)
+            value = _get(state, f"training.partial.{key}", (int, float), "a number", file)
+            if not 0 <= value < float("inf"):  # NaN and inf would reach int() and the metrics
+                raise CheckpointError(f"{file} is malformed: training.partial.{key} should be a finite number >= 0")
     for stream in ("init", "sampler", "decoder"):
         saved = _get(state, f"rng.{stream}", (dict, type(None)), "an object or null", file)
         if saved is not None:
@@ -396,7 +398,29 @@ def _read_state(folder: Path) -> dict:
                     f"{file} is malformed: rng.{stream} is not a NumPy generator state ({exc})") from None
     if (state["rng"]["sampler"] or {}).get("bit_generator", "PCG64") != "PCG64":
         raise CheckpointError(f"{file} is malformed: rng.sampler must be a PCG64 state")
+    _check_records(state, file)
     return state
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _check_records(state: dict, file: Path) -> None:
+    """The training-data fingerprint and the metrics rows hold what resuming and summaries read."""
+    data = state.get("data")
+    if data is not None:
+        ok = isinstance(data, dict) and isinstance(data.get("sha256"), (str, type(None))) \
+            and all(isinstance(data.get(k, 0), int) and not isinstance(data.get(k, 0), bool) and data.get(k, 0) >= 0
+                    for k in ("train_tokens", "val_tokens")) \
+            and (data.get("val_fraction") is None or _is_number(data["val_fraction"]))
+        if not ok:
+            raise CheckpointError(f"{file} is malformed: data should be null or an object with sha256, token counts "
+                                  "and val_fraction")
+    for row in state["metrics"]:
+        speed = row.get("tokens_per_s")
+        if speed is not None and not _is_number(speed):
+            raise CheckpointError(f"{file} is malformed: metrics rows need tokens_per_s as a number or null")
 
 
 def _read_arrays(folder: Path, state: dict) -> dict[str, np.ndarray]:

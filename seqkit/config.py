@@ -94,6 +94,7 @@ class RunConfig:
                  "an integer >= 0 (0 = only at the end and when interrupted)")
         _require(self.lr_decay_every, "lr_decay_every", lambda v: isinstance(v, int) and v >= 0,
                  "an integer >= 0 (0 = no decay)")
+        _require(self.seed, "seed", lambda v: v >= 0, "an integer >= 0")
         _require(self.lr, "lr", lambda v: v > 0, "> 0")
         _require(self.lr_decay, "lr_decay", lambda v: v > 0, "> 0")
         _require(self.beta1, "beta1", lambda v: 0 <= v < 1, "in [0, 1)")

@@ -62,8 +62,9 @@ def base(tmp_path_factory) -> tuple[dict, bytes, Path]:
     return state, (folder / "model.safetensors").read_bytes(), root
 
 
-def _check(state_text: bytes, model: bytes, root: Path, name: str) -> None:
-    """Write the pair, load it and generate: success or a one-line SeqkitError only."""
+def _check(state_text: bytes, model: bytes, root: Path, name: str, resume: bool = False) -> None:
+    """Write the pair, load it and generate (and with ``resume`` train one more epoch from it):
+    success or a one-line SeqkitError only."""
     EXAMPLES[name] = EXAMPLES.get(name, 0) + 1
     with tempfile.TemporaryDirectory(dir=root) as tmp:
         folder = Path(tmp) / "checkpoint"
@@ -73,6 +74,10 @@ def _check(state_text: bytes, model: bytes, root: Path, name: str) -> None:
         try:
             run = seqkit.load(folder)
             run.predict(length=3)
+            if resume:
+                seqkit.train(resume=str(folder), epochs=run.fit_state.epoch + 1, out=str(Path(tmp) / "resumed"),
+                             data_dir=str(SHARED_CORPORA))
+                EXAMPLES["resumed"] = EXAMPLES.get("resumed", 0) + 1
         except SeqkitError as exc:
             message = str(exc)
             assert message and "\n" not in message, repr(message)
@@ -89,6 +94,9 @@ json_scalars = st.one_of(
     st.text(max_size=12),
     st.sampled_from(["", "PCG64", "MT19937", "float16", "rnn-relu", "adam", "cuda", "file", "seqkit-checkpoint"]),
 )
+special_numbers = st.sampled_from([float("nan"), float("inf"), float("-inf"), 1e300, -1e300, -1, -0.5, 0.5,
+                                   2**31, 2**32, 2**63, 2**64, -(2**63), 10**400, True, False])
+json_scalars = st.one_of(special_numbers, json_scalars)
 json_values = st.recursive(json_scalars, lambda inner: st.one_of(
     st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=6), inner, max_size=4)), max_leaves=8)
 
@@ -137,7 +145,7 @@ def test_mutated_state_json_is_loaded_or_refused_in_one_line(base, data):
         except (KeyError, IndexError, TypeError):
             continue  # an earlier edit removed that path
     text = json.dumps(doc, allow_nan=True).encode("utf-8")
-    _check(text, model, root, "state.json")
+    _check(text, model, root, "state.json", resume=data.draw(st.booleans()))
 
 
 @given(text=st.one_of(st.binary(max_size=200), st.text(max_size=200).map(str.encode),
@@ -198,7 +206,16 @@ def test_rewritten_safetensors_headers_are_refused_in_one_line(base, data):
     _check(_with_sha(state, blob), blob, root, "safetensors header")
 
 
+def test_the_unmutated_checkpoint_loads_and_resumes(base):
+    """The baseline of the mutations above: it loads, generates and resumes."""
+    state, model, root = base
+    before = EXAMPLES.get("resumed", 0)
+    _check(json.dumps(state).encode("utf-8"), model, root, "unmutated", resume=True)
+    assert EXAMPLES["resumed"] == before + 1
+
+
 def test_fuzzing_ran_examples():
     """Guard against a silently empty run (and show the counts with -s)."""
     print(f"checkpoint fuzz examples ({settings().max_examples} per test at most): {EXAMPLES}")
-    assert all(count >= 10 for count in EXAMPLES.values()) and len(EXAMPLES) == 4, EXAMPLES
+    loaders = ("state.json", "state.json bytes", "safetensors bytes", "safetensors header")
+    assert all(EXAMPLES.get(name, 0) >= 10 for name in loaders), EXAMPLES
