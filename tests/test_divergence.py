@@ -36,6 +36,7 @@ def _network_failing_after(calls_before_nan: int | None, counter: dict):
 
 
 def test_divergence_after_a_checkpoint_keeps_it(corpora_dir, tiny, tmp_path, monkeypatch):
+    real = seqkit.api.make_network
     counted: dict = {}
     monkeypatch.setattr(seqkit.api, "make_network", _network_failing_after(None, counted))
     seqkit.train(**{**tiny, "epochs": 1})
@@ -44,7 +45,7 @@ def test_divergence_after_a_checkpoint_keeps_it(corpora_dir, tiny, tmp_path, mon
     out = tmp_path / "run"
     with pytest.raises(DivergedError, match=r"loss became nan at epoch 3, minibatch 2 .*metrics so far are in"):
         seqkit.train(**{**tiny, "epochs": 5, "checkpoint_every": 1}, out=str(out))
-    monkeypatch.undo()
+    monkeypatch.setattr(seqkit.api, "make_network", real)
     assert read_checkpoint(out).epoch == 2  # the last good checkpoint
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in rows] == [1, 2]
