@@ -149,8 +149,10 @@ class RunLock:
 
     def acquire(self, advice: str = "wait for it to finish or stop it") -> "RunLock":
         """Take the lock (without waiting) and record this process in the lock file."""
-        import fcntl
-
+        try:
+            import fcntl
+        except ImportError:  # no fcntl (Windows): the recorded PID decides, as on lock-less file systems
+            fcntl = None
         if self.held:
             return self
         for _ in range(20):
@@ -160,6 +162,8 @@ class RunLock:
                 raise RunLockedError(f"cannot create the lock file {self.path}: {exc.strerror or exc}; "
                                      "check the folder's permissions or choose another folder") from None
             try:
+                if fcntl is None:
+                    raise OSError(errno.ENOSYS, "no fcntl")
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 holder = _read_holder_fd(fd)

@@ -12,7 +12,6 @@ import copy
 import hashlib
 import json
 import os
-import shutil
 import tempfile
 from pathlib import Path
 

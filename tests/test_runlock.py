@@ -3,9 +3,11 @@ or a save into a folder a run is writing is refused naming that process; readers
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -235,3 +237,26 @@ def test_readers_see_complete_checkpoints_while_a_run_writes(corpora_dir, tmp_pa
         writer.communicate(timeout=60)
     assert loads > 10 and len(epochs) > 3, (loads, epochs)
     assert not failures, failures[:3]
+
+
+def test_without_os_locks_a_live_recorded_pid_keeps_the_folder(tmp_path, monkeypatch):
+    """File systems without flock: the PID in the lock file decides (live: refused, dead: taken over)."""
+    import fcntl
+
+    def no_locks(fd, operation):
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(fcntl, "flock", no_locks)
+    sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        (tmp_path / LOCK_FILE).write_text(json.dumps({"pid": sleeper.pid, "host": socket.gethostname(),
+                                                       "command": "seqkit run", "since": "then"}))
+        with pytest.raises(RunLockedError, match=rf"process {sleeper.pid} on .*delete .*{LOCK_FILE}"):
+            RunLock(tmp_path).acquire()
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    lock = RunLock(tmp_path).acquire()
+    assert lock.took_over is not None and lock.took_over.pid == sleeper.pid
+    lock.release()
+    assert not (tmp_path / LOCK_FILE).exists()
