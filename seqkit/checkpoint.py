@@ -430,7 +430,8 @@ def _read_arrays(folder: Path, state: dict) -> dict[str, np.ndarray]:
     if not file.exists():
         raise CheckpointError(f"{file} is missing: the checkpoint in {folder} is incomplete")
     data = read_bounded(file, model_read_limit(state["model"]["arrays"]), CheckpointError, "checkpoint file",
-                        f"more than the arrays {STATE_FILE} lists or memory allows: restore it or use another checkpoint")
+                        f"{STATE_FILE} lists arrays of fewer bytes (or memory is short): restore it or use another "
+                        "checkpoint")
     check_safetensors_header(data, file, CheckpointError)
     try:
         arrays = load(data)

@@ -137,3 +137,52 @@ def test_api_errors_are_seqkit_errors(hostile_run, tmp_path):
     with pytest.raises(SeqkitError):
         seqkit.train(resume=str(hostile_run), epochs=3)
     assert markers(tmp_path) == []
+
+
+def _load_in_thread(path: Path):
+    import threading
+
+    result: list = []
+
+    def target():
+        try:
+            result.append(seqkit.load(path))
+        except Exception as exc:  # inspected below
+            result.append(exc)
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    thread.join(20)
+    assert not thread.is_alive(), "loading blocked"
+    return result[0]
+
+
+@pytest.mark.parametrize("name,kind", [("model.safetensors", "device"), ("model.safetensors", "fifo"),
+                                       ("state.json", "device"), ("state.json", "fifo")])
+def test_devices_and_pipes_in_place_of_checkpoint_files_do_not_hang(hostile_run, name, kind):
+    target = hostile_run / "checkpoint" / name
+    target.unlink()
+    if kind == "device":
+        target.symlink_to("/dev/zero")
+    else:
+        os.mkfifo(target)
+    error = _load_in_thread(hostile_run)
+    assert isinstance(error, CheckpointError), error
+    assert "not a regular file" in str(error) and "\n" not in str(error)
+
+
+def test_an_oversized_weights_file_is_refused_before_it_is_read(hostile_run):
+    model = hostile_run / "checkpoint" / "model.safetensors"
+    with open(model, "r+b") as f:
+        f.truncate(64 << 30)  # sparse: 64 GiB that take no disk
+    error = _load_in_thread(hostile_run)
+    assert isinstance(error, CheckpointError), error
+    assert "model.safetensors is 64 GiB, more than the" in str(error) and "state.json lists arrays" in str(error)
+
+
+def test_an_oversized_state_json_is_refused_with_its_size(hostile_run):
+    state = hostile_run / "checkpoint" / "state.json"
+    with open(state, "r+b") as f:
+        f.truncate(65 << 20)
+    error = _load_in_thread(hostile_run)
+    assert isinstance(error, CheckpointError) and "state.json is 65 MiB, more than the 64 MiB" in str(error), error
