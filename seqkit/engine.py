@@ -108,7 +108,8 @@ def fit(
         for epoch in range(resume.epoch + 1, settings.epochs + 1):
             part = resume if resume.position and epoch == resume.epoch + 1 else \
                 FitState(epoch - 1, sampler_rng=rng.bit_generator.state)
-            done = loop.run_epoch(epoch, part)
+            with np.errstate(all="ignore"):  # overflow and NaN surface as DivergedError, not as warnings
+                done = loop.run_epoch(epoch, part)
             row = _metrics_row(epoch, settings.lr_at(epoch), done)
             if val_ids is not None and len(val_ids) > 1:
                 result = evaluate(network, params, val_ids, settings.batch_size, settings.num_steps)

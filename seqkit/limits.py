@@ -33,7 +33,7 @@ CORPUS_MEMORY_FACTOR = 32
 
 def describe_size(num_bytes: float) -> str:
     """``num_bytes`` in binary units with three significant figures, e.g. ``29.1 TiB``."""
-    value = float(num_bytes)
+    value = float(min(num_bytes, 1e300))  # past that, digits say nothing more
     for unit in ("bytes", "KiB", "MiB", "GiB", "TiB", "PiB"):
         if abs(value) < 1024 or unit == "PiB":
             return f"{int(value)} bytes" if unit == "bytes" else f"{value:.3g} {unit}"
@@ -188,7 +188,7 @@ def check_option_types(config: Any) -> None:
         elif isinstance(value, bool):
             ok = False
         else:
-            ok = isinstance(value, allowed) or (float in allowed and isinstance(value, int))
+            ok = isinstance(value, allowed) or (float in allowed and isinstance(value, int) and abs(value) < 2**1000)
         if not ok:
             words = {str: "a string", int: "an integer", float: "a number", bool: "true or false", type(None): "null"}
             names = " or ".join(words.get(t, t.__name__) for t in allowed)

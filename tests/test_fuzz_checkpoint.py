@@ -147,6 +147,24 @@ def test_mutated_state_json_is_loaded_or_refused_in_one_line(base, data):
     _check(text, model, root, "state.json", resume=data.draw(st.booleans()))
 
 
+CONFIG_FIELDS = sorted(__import__("seqkit.config", fromlist=["RunConfig"]).RunConfig().to_dict())
+
+
+@given(data=st.data())
+def test_hostile_config_values_are_loaded_or_refused_in_one_line(base, data):
+    """Every saved option, set to an edge value (0, huge, tiny, NaN, wrong type, unknown name)."""
+    state, model, root = base
+    changes = data.draw(st.dictionaries(
+        st.sampled_from(CONFIG_FIELDS),
+        st.one_of(special_numbers, st.sampled_from([0, 1, 1e-308, 5e-324, 10**9, "", "word", "char", "file", "none",
+                                                    "scratch", "fused", "float64", "float16", "cuda", "cuda:7",
+                                                    "random", "alpha", "temperature", "x" * 2000, None, [], {}])),
+        min_size=1, max_size=4))
+    doc = copy.deepcopy(state)
+    doc["config"].update(changes)
+    _check(json.dumps(doc, allow_nan=True).encode("utf-8"), model, root, "config values", resume=True)
+
+
 @given(text=st.one_of(st.binary(max_size=200), st.text(max_size=200).map(str.encode),
                       st.integers(1, 5000).map(lambda n: b"[" * n + b"]" * n),
                       st.integers(4000, 6000).map(lambda n: b'{"format": ' + b"9" * n + b"}")))
@@ -216,5 +234,5 @@ def test_the_unmutated_checkpoint_loads_and_resumes(base):
 def test_fuzzing_ran_examples():
     """Guard against a silently empty run (and show the counts with -s)."""
     print(f"checkpoint fuzz examples ({settings().max_examples} per test at most): {EXAMPLES}")
-    loaders = ("state.json", "state.json bytes", "safetensors bytes", "safetensors header")
+    loaders = ("state.json", "config values", "state.json bytes", "safetensors bytes", "safetensors header")
     assert all(EXAMPLES.get(name, 0) >= 10 for name in loaders), EXAMPLES

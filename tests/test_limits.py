@@ -210,3 +210,14 @@ def test_tiny_temperature_generation_matches_greedy(corpora_dir, tiny):
     run = seqkit.train(**tiny)
     greedy = run.predict("time traveller", 30, decoder="greedy")
     assert run.predict("time traveller", 30, decoder="temperature", temperature=1e-308) == greedy
+
+
+@pytest.mark.parametrize("options", [["--lr", "1e308"], ["--optimizer", "adam", "--eps", "5e-324"]])
+def test_overflowing_training_is_one_line_without_numpy_warnings(corpora_dir, tmp_path, options):
+    result = subprocess.run(
+        [sys.executable, "-c", "from seqkit.cli import main; main()", "run", "--max-tokens", "3000", "--hidden", "16",
+         "--epochs", "2", "--out", str(tmp_path / "run"), *options],
+        capture_output=True, text=True, env=_env(), timeout=120)
+    assert result.returncode == 1
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("Error: loss became nan"), lines
