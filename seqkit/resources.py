@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 __all__ = ["MemoryEstimate", "Workload", "available_memory", "check_memory", "device_free_memory",
            "estimate_memory"]
 
+
 @dataclass(frozen=True)
 class Workload:
     """The sizes that decide training memory: vocabulary V, hidden H, embedding E (0 = one-hot),
