@@ -29,17 +29,19 @@ from seqkit.dataset import Dataset, load_dataset
 from seqkit.engine import FitState, TrainSettings, evaluate, fit, perplexity, predict
 from seqkit.errors import ConfigError, DataError, DivergedError, SeqkitError, TrainingInterrupted
 from seqkit.logger import Logger
+from seqkit.limits import check_prefix
 from seqkit.network import GenericNetwork, ModelSpec, Network
 from seqkit.optimizer import OptimizerState
 from seqkit.output import append_jsonl, prepare_out_dir, write_json_atomic
 from seqkit.plugins import Registry, get_registry
+from seqkit.resources import check_memory
 from seqkit.resume import check_resume_data, resume_config, saved_values
 from seqkit.selection import BEST_DIR, EVALS_FILE, EarlyStop, Selection
+from seqkit.runlock import holds_run_locks
 from seqkit.store import CheckpointError, write_checkpoint
 from seqkit.vocab import Vocab, detokenize, tokenize
 
 Progress = Callable[[str, Any], None]
-MAX_PREDICT_LEN = 1_000_000
 
 
 def make_network(backend: Backend, spec: ModelSpec, impl: str) -> Network:
@@ -136,6 +138,7 @@ class Run:
 
     def prefix_ids(self, prefix: str) -> np.ndarray:
         """Token ids of ``prefix``; tokens outside the vocabulary raise `ConfigError` naming them."""
+        check_prefix(prefix)
         tokens = tokenize(prefix, self.config.tokens)
         if not tokens:
             raise ConfigError("--prefix must contain at least one token")
@@ -165,8 +168,6 @@ class Run:
         prefix = self.prefixes[0] if prefix is None else prefix
         length = config.predict_len if length is None else length
         CORE_OPTIONS["predict_len"].validate(length)
-        if length > MAX_PREDICT_LEN:
-            raise ConfigError(f"--predict-len {length:,} is more than {MAX_PREDICT_LEN:,} tokens; generate in parts")
         chooser = self.decoder(decoder, **decoder_options)
         if rng is None:
             rng = self.decoder_rng() if seed is None else np.random.default_rng(seed)
@@ -231,6 +232,7 @@ def _check_long_enough(config: RunConfig, sampler: Any, data: Dataset) -> None:
             f"{len(data.train_ids)} training tokens for one minibatch; lower --num-steps or --batch-size")
 
 
+@holds_run_locks
 def train(
     progress: Progress | bool | None = True, registry: Registry | None = None, resume: str | Path | None = None,
     should_stop: Callable[[], int | None] | None = None, preset: str | None = None,
@@ -287,6 +289,7 @@ def _train(notify: Progress | None, registry: Registry, resume: str | Path | Non
     if ckpt is not None:
         check_resume_data(ckpt, data.vocab, fingerprint)
     spec = ModelSpec(spec_cell, len(data.vocab), run_config.hidden, run_config.embedding)
+    check_memory(run_config, spec, parts.backend, parts.optimizer, parts.sampler, len(data.train_ids))
     network = make_network(parts.backend, spec, run_config.impl)
 
     # 4. initialise or restore
@@ -627,7 +630,7 @@ def corpus_text(config: RunConfig, registry: Registry | None = None, saved: Mapp
 def _summary(run: Run, info: dict, started: float, samples: list[str] | None, error: str | None,
              status: str | None = None, checkpoint: Path | None = None) -> dict:
     last = run.history[-1] if run.history else {}
-    speeds = [r["tokens_per_s"] for r in run.history if r["tokens_per_s"]]
+    speeds = [r["tokens_per_s"] for r in run.history if r.get("tokens_per_s")]
     return {
         "seqkit_version": seqkit.__version__,
         "status": status or ("diverged" if error else "completed"),

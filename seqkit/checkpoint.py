@@ -22,8 +22,10 @@ import numpy as np
 
 import seqkit
 from seqkit.engine import FitState
+from seqkit.limits import MAX_STATE_BYTES, check_safetensors_header, model_read_limit, read_bounded
 from seqkit.network import ModelSpec
 from seqkit.optimizer import OptimizerState
+from seqkit.runlock import guard_run_dir
 from seqkit.store import (
     FORMAT, FORMAT_VERSION, MODEL_FILE, STATE_FILE, CheckpointError, checkpoint_target, locate,
     run_dir_of, write_checkpoint,
@@ -153,7 +155,9 @@ def missing_components(registry: Any, state: dict, kinds: tuple[str, ...]) -> st
 def save_run(run: "Run", path: str | os.PathLike) -> Path:
     """Checkpoint ``run`` into `checkpoint_target` (``path``); returns the checkpoint folder."""
     arrays, state = run_state(run)
-    return write_checkpoint(checkpoint_target(path), arrays, state)
+    target = checkpoint_target(path)
+    with guard_run_dir(run_dir_of(target)):  # refuses while another process's run writes there
+        return write_checkpoint(target, arrays, state)
 
 
 def _header(data: bytes) -> dict:
@@ -166,7 +170,8 @@ def _foreign_model_note(file: Path) -> str | None:
     from safetensors.numpy import load
 
     try:
-        data = file.read_bytes()
+        data = read_bounded(file, model_read_limit(None), CheckpointError)
+        check_safetensors_header(data, file, CheckpointError)
         names = sorted(load(data))
         if _header(data).get("__metadata__", {}).get("format") == FORMAT:
             return None
@@ -209,19 +214,22 @@ def _get(state: dict, dotted: str, kinds: tuple, what: str, file: Path) -> Any:
 
 def _read_state(folder: Path) -> dict:
     file = folder / STATE_FILE
-    if not file.is_file():
+    if not file.exists():
         model = folder / MODEL_FILE
         note = _foreign_model_note(model) if model.is_file() else None
         if note:
             raise CheckpointError(f"{note} and there is no {STATE_FILE}: not a seqkit checkpoint")
         raise CheckpointError(f"{file} is missing: the checkpoint in {folder} is incomplete")
     try:
-        state = json.loads(file.read_text(encoding="utf-8"))
+        state = json.loads(read_bounded(file, MAX_STATE_BYTES, CheckpointError, STATE_FILE).decode("utf-8"))
     except json.JSONDecodeError as exc:
         raise CheckpointError(f"{file} is not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno}): "
                               "the file is damaged") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise CheckpointError(f"cannot read {file}: {getattr(exc, 'strerror', None) or exc}") from None
+    except (ValueError, RecursionError) as exc:  # numbers past Python's digit limit, nesting past the stack
+        raise CheckpointError(f"{file} is not a checkpoint's JSON ({type(exc).__name__}: {exc}): "
+                              "the file is damaged") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{file} was not written by seqkit (it lacks \"format\": \"{FORMAT}\"): "
                               "not a seqkit checkpoint")
@@ -248,30 +256,54 @@ def _read_state(folder: Path) -> dict:
         raise CheckpointError(f"{file} is malformed: {len(metrics)} metrics rows for {epoch} epochs")
     if position:
         for key in ("loss_sum", "norm_sum", "tokens", "clipped", "train_time"):
-            _get(state, f"training.partial.{key}", (int, float), "a number", file)
+            value = _get(state, f"training.partial.{key}", (int, float), "a number", file)
+            if not 0 <= value < float("inf"):  # NaN and inf would reach int() and the metrics
+                raise CheckpointError(f"{file} is malformed: training.partial.{key} should be a finite number >= 0")
     for stream in ("init", "sampler", "decoder"):
         saved = values[f"rng.{stream}"]
         if saved is not None:
             try:
                 generator_from_state(saved)
-            except (ValueError, TypeError, KeyError) as exc:
+            except (ValueError, TypeError, KeyError, OverflowError) as exc:
                 raise CheckpointError(
                     f"{file} is malformed: rng.{stream} is not a NumPy generator state ({exc})") from None
     if (state["rng"]["sampler"] or {}).get("bit_generator", "PCG64") != "PCG64":
         raise CheckpointError(f"{file} is malformed: rng.sampler must be a PCG64 state")
+    _check_records(state, file)
     return state
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _check_records(state: dict, file: Path) -> None:
+    """The training-data fingerprint and the metrics rows hold what resuming and summaries read."""
+    data = state.get("data")
+    if data is not None:
+        ok = isinstance(data, dict) and isinstance(data.get("sha256"), (str, type(None))) \
+            and all(isinstance(data.get(k, 0), int) and not isinstance(data.get(k, 0), bool) and data.get(k, 0) >= 0
+                    for k in ("train_tokens", "val_tokens")) \
+            and (data.get("val_fraction") is None or _is_number(data["val_fraction"]))
+        if not ok:
+            raise CheckpointError(f"{file} is malformed: data should be null or an object with sha256, token counts "
+                                  "and val_fraction")
+    for row in state["metrics"]:
+        speed = row.get("tokens_per_s")
+        if speed is not None and not _is_number(speed):
+            raise CheckpointError(f"{file} is malformed: metrics rows need tokens_per_s as a number or null")
 
 
 def _read_arrays(folder: Path, state: dict) -> dict[str, np.ndarray]:
     from safetensors.numpy import load
 
     file = folder / MODEL_FILE
-    try:
-        data = file.read_bytes()
-    except FileNotFoundError:
-        raise CheckpointError(f"{file} is missing: the checkpoint in {folder} is incomplete") from None
-    except OSError as exc:
-        raise CheckpointError(f"cannot read {file}: {exc.strerror or exc}") from None
+    if not file.exists():
+        raise CheckpointError(f"{file} is missing: the checkpoint in {folder} is incomplete")
+    data = read_bounded(file, model_read_limit(state["model"]["arrays"]), CheckpointError, "checkpoint file",
+                        f"{STATE_FILE} lists arrays of fewer bytes (or memory is short): restore it or use another "
+                        "checkpoint")
+    check_safetensors_header(data, file, CheckpointError)
     try:
         arrays = load(data)
         metadata = _header(data).get("__metadata__") or {}
@@ -283,7 +315,7 @@ def _read_arrays(folder: Path, state: dict) -> dict[str, np.ndarray]:
     if hashlib.sha256(data).hexdigest() != state["model"]["sha256"]:
         raise CheckpointError(f"{file} does not match {STATE_FILE} (its SHA-256 differs from the one recorded "
                               "there): one of the two files was changed or damaged")
-    manifest = {k: tuple(v.get("shape", ())) if isinstance(v, dict) else None
+    manifest = {k: tuple(v["shape"]) if isinstance(v, dict) and isinstance(v.get("shape"), list) else None
                 for k, v in state["model"]["arrays"].items()}
     actual = {k: tuple(v.shape) for k, v in arrays.items()}
     if manifest != actual:
@@ -403,8 +435,26 @@ class Checkpoint:
         return {k: v for k, v in self.state["rng"].items() if k != "sampler" and v is not None}
 
 
-def read_checkpoint(path: str | os.PathLike) -> Checkpoint:
-    """Find, read and check a checkpoint; any problem is a one-line `CheckpointError`."""
-    folder = locate(path)
-    state = _read_state(folder)
-    return Checkpoint(folder, state, _read_arrays(folder, state))
+def read_checkpoint(path: str | os.PathLike, attempts: int = 5) -> Checkpoint:
+    """Find, read and check a checkpoint; any problem is a one-line `CheckpointError`.
+
+    A run may swap a new checkpoint in while this reads (state.json of one, weights of the
+    other): when the folder changed during a failed read, it is read again."""
+    for attempt in range(attempts):
+        folder = locate(path)
+        before = _folder_id(folder)
+        try:
+            state = _read_state(folder)
+            return Checkpoint(folder, state, _read_arrays(folder, state))
+        except CheckpointError:
+            if attempt + 1 == attempts or _folder_id(folder) == before:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _folder_id(folder: Path) -> tuple[int, int, int] | None:
+    try:
+        info = os.stat(folder)
+    except OSError:
+        return None
+    return info.st_dev, info.st_ino, info.st_ctime_ns  # a rename changes the ctime too

@@ -64,7 +64,8 @@ CORE_GROUPS: dict[str, tuple[Option, ...]] = {
         Option("prefix", str, None, "Sample prefix; repeat for several (default: the corpus').",
                multiple=True, nullable=True, resumable=True, nonempty=True,
                hint="generation warms up over at least one token"),
-        Option("predict_len", int, 50, "Tokens per sample.", ge=0, resumable=True),
+        Option("predict_len", int, 50, "Tokens per sample (at most 1,000,000: generate longer texts in parts).",
+               ge=0, le=1_000_000, resumable=True),
         Option("sample_every", int, 50, "Print samples every N epochs.", ge=1, resumable=True),
         Option("log_every", int, 10, "Print a line every N epochs.", ge=1, resumable=True),
         Option("checkpoint_every", int, 10, "Save a checkpoint every N epochs (0 = only at the end and when "

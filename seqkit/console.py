@@ -35,7 +35,8 @@ def start_lines(info: dict) -> list[str]:
             f"({info['cell']} H={info['hidden']}, {info['optimizer']} lr {info['lr']:g}) on {info['corpus']} with "
             f"{info['backend']} ({info['device']}, {info['impl']}, {info['dtype']})")
     if info.get("estimate_s"):
-        plan += f"; about {_duration(info['estimate_s'])}"
+        took = _duration(info["estimate_s"])
+        plan += f"; {took}" if took.startswith("under") else f"; about {took}"
     lines = [plan]
     resumed = info.get("resumed")
     if resumed:

@@ -17,6 +17,7 @@ import tempfile
 from pathlib import Path
 
 from seqkit.errors import DataError
+from seqkit.limits import max_corpus_bytes, read_bounded
 
 __all__ = ["cache_dir", "locate", "read_text_file", "sha1_of", "strip_gutenberg"]
 
@@ -145,12 +146,14 @@ def _download(url: str, target: Path, sha1: str, timeout: float) -> None:
                 pass
 
 
-def read_text_file(path: str | os.PathLike[str], encoding: str = "utf-8") -> str:
+def read_text_file(path: str | os.PathLike[str], encoding: str = "utf-8", max_bytes: int | None = None) -> str:
     """The text of the file at ``path`` decoded with ``encoding``, a leading BOM dropped.
 
-    Raises `DataError` when the file is missing or unreadable, cannot be decoded (the message
-    names the byte offset and suggests ``--encoding``), the encoding is unknown, or the text is
-    empty or only whitespace."""
+    Raises `DataError` when the file is missing or unreadable, is not a regular file (a device,
+    pipe or socket: refused without reading), is larger than ``max_bytes`` (default
+    `seqkit.limits.max_corpus_bytes`: what the available memory can tokenise), cannot be decoded
+    (the message names the byte offset and suggests ``--encoding``), the encoding is unknown, or
+    the text is empty or only whitespace."""
     path = Path(path)
     try:
         codecs.lookup(encoding)
@@ -158,14 +161,9 @@ def read_text_file(path: str | os.PathLike[str], encoding: str = "utf-8") -> str
         raise DataError(
             f"unknown text encoding {encoding!r} for {path}: pass --encoding with a Python codec "
             "name such as utf-8 or latin-1") from None
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise DataError(f"{path} does not exist: check the path") from None
-    except IsADirectoryError:
-        raise DataError(f"{path} is a folder, not a text file") from None
-    except OSError as exc:
-        raise DataError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    limit = max_corpus_bytes() if max_bytes is None else max_bytes
+    data = read_bounded(path, limit, DataError, "text file",
+                        "train on a part of it (split the file) or free memory")
     try:
         text = data.decode(encoding)
     except UnicodeDecodeError as exc:

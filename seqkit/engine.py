@@ -115,10 +115,12 @@ def fit(
         for epoch in range(resume.epoch + 1, settings.epochs + 1):
             part = resume if resume.position and epoch == resume.epoch + 1 else \
                 FitState(epoch - 1, sampler_rng=rng.bit_generator.state)
-            done = loop.run_epoch(epoch, part)
+            with np.errstate(all="ignore"):  # overflow and NaN surface as DivergedError, not as warnings
+                done = loop.run_epoch(epoch, part)
             row = _metrics_row(epoch, loop.last_lr, done)
             if val_ids is not None and len(val_ids) > 1:
-                result = evaluate(network, params, val_ids, settings.batch_size, settings.num_steps)
+                with np.errstate(all="ignore"):
+                    result = evaluate(network, params, val_ids, settings.batch_size, settings.num_steps)
                 row["val_ppl"], row["val_bpc"] = result["ppl"], result["bits_per_token"]
             row["elapsed_s"] = time.perf_counter() - started
             history.append(row)

@@ -84,7 +84,8 @@ class Option:
             parts.append("one of: " + ", ".join(self.choices))
         for word, bound in ((">", self.gt), (">=", self.ge), ("<", self.lt), ("<=", self.le)):
             if bound is not None:
-                parts.append(f"{word} {bound:g}")
+                parts.append(f"{word} {bound:,}" if float(bound).is_integer() and abs(bound) >= 1e4 else
+                             f"{word} {bound:g}")
         return " and ".join(parts)
 
     def default_text(self) -> str:
@@ -142,7 +143,10 @@ class Option:
             raise self._error(value, "an integer" + (f" {self.constraint()}" if self.constraint() else ""))
         if self.type is float:
             if isinstance(value, (int, float)) and not isinstance(value, bool):
-                return float(value)
+                try:
+                    return float(value)
+                except OverflowError:
+                    raise self._error(value, "a number a float can hold") from None
             raise self._error(value, "a number" + (f" {self.constraint()}" if self.constraint() else ""))
         if isinstance(value, str):
             return value

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from seqkit.errors import ConfigError
+from seqkit.runlock import lock_run_dir
 
 RUNS_DIR = "runs"
 
@@ -26,7 +27,8 @@ def default_out_dir(corpus: str, backend: str) -> Path:
 
 
 def prepare_out_dir(path: str | Path) -> Path:
-    """Create ``path`` and prove it is writable, or raise `ConfigError` before any training."""
+    """Create ``path``, prove it is writable and lock it for this run, or raise `ConfigError` (or
+    `seqkit.runlock.RunLockedError` when another run writes it) before any training."""
     out = Path(path)
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -35,6 +37,7 @@ def prepare_out_dir(path: str | Path) -> Path:
     except OSError as exc:
         reason = exc.strerror or str(exc)
         raise ConfigError(f"cannot write to output folder {out}: {reason}; choose another --out") from None
+    lock_run_dir(out)  # held until the run ends (inside seqkit.runlock.holds_run_locks)
     return out
 
 

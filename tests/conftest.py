@@ -2,9 +2,23 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
+
+try:
+    from hypothesis import HealthCheck, settings
+except ImportError:  # the dev extra is not installed: the fuzz tests skip themselves
+    pass
+else:
+    _LENIENT = [HealthCheck.too_slow, HealthCheck.data_too_large]
+    # Bounded and reproducible in the suite; `pytest --hypothesis-profile seqkit-long` (or
+    # SEQKIT_FUZZ_PROFILE=seqkit-long) explores thousands of random examples.
+    settings.register_profile("seqkit-quick", max_examples=40, deadline=None, derandomize=True,
+                              suppress_health_check=_LENIENT)
+    settings.register_profile("seqkit-long", max_examples=3000, deadline=None, suppress_health_check=_LENIENT)
+    settings.load_profile(os.environ.get("SEQKIT_FUZZ_PROFILE", "seqkit-quick"))
 
 SHARED_CORPORA = Path(__file__).resolve().parents[2] / "shared" / "corpora"
 

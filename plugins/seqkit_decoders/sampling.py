@@ -36,7 +36,15 @@ class TemperatureDecoder(Decoder):
     def distribution(self, logits: np.ndarray) -> np.ndarray:
         if self.temperature == 0:
             return GreedyDecoder().distribution(logits)
-        return softmax(np.asarray(logits, dtype=np.float64) / self.temperature)
+        z = np.asarray(logits, dtype=np.float64)
+        # Shift before dividing: (z - max) / T is <= 0, so a tiny T sends the others to -inf
+        # (probability 0) instead of overflowing z / T to inf and turning the softmax into NaN.
+        with np.errstate(over="ignore", under="ignore", invalid="ignore", divide="ignore"):
+            p = np.exp((z - z.max()) / self.temperature)
+            total = p.sum()
+        if not total > 0 or not np.isfinite(total):  # inf or NaN logits: fall back to the mode
+            return GreedyDecoder().distribution(logits)
+        return p / total
 
     def choose(self, logits: np.ndarray, rng: np.random.Generator) -> int:
         if self.temperature == 0:
@@ -55,8 +63,9 @@ class AlphaDecoder(Decoder):
         self.alpha = float(alpha)
 
     def distribution(self, logits: np.ndarray) -> np.ndarray:
-        p = softmax(logits) ** self.alpha
-        total = p.sum()
+        with np.errstate(over="ignore", under="ignore", invalid="ignore"):
+            p = softmax(logits) ** self.alpha
+            total = p.sum()
         if not total > 0 or not np.isfinite(total):  # extreme alpha underflows: fall back to the mode
             return GreedyDecoder().distribution(logits)
         return p / total
