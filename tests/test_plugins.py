@@ -43,7 +43,7 @@ def test_builtins_are_registered_through_the_entry_point_group():
     assert registry.names("cell") == ["rnn-relu", "rnn-tanh"]
     assert registry.names("sampler") == ["random", "sequential"]
     assert registry.names("clipper") == ["none", "norm"]
-    assert registry.names("decoder") == ["alpha", "greedy", "temperature"]
+    assert registry.names("decoder") == ["alpha", "beam", "greedy", "temperature", "top-k", "top-p"]
     assert registry.names("optimizer") == ["adam", "sgd"]
     assert {"numpy", "torch", "mxnet"} <= set(registry.names("backend"))
     assert registry.component("cell", "rnn-tanh").plugin == "cells"
