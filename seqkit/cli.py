@@ -233,7 +233,8 @@ def run(ctx: click.Context, preset: str | None, config_file: str | None, print_c
 @click.argument("path", type=click.Path())
 @click.option("--length", type=int, default=None, help="Tokens to generate (default: the run's --predict-len).")
 @click.option("--seed", type=int, default=None, help="Decoder seed (default: the run's decoder stream).")
-@click.option("--num-samples", type=int, default=1, show_default=True)
+@click.option("--num-samples", type=int, default=1, show_default=True,
+              help="Samples per prefix, drawn as one batch (beam search: its best continuation).")
 @click.pass_context
 @friendly_errors
 def generate(ctx: click.Context, path: str, length: int | None, seed: int | None, num_samples: int,
@@ -251,10 +252,10 @@ def generate(ctx: click.Context, path: str, length: int | None, seed: int | None
     model = load(path, **options)
     rng = model.decoder_rng() if seed is None else np.random.default_rng(seed)
     for prefix in prefixes or model.prefixes[:1]:
-        for i in range(num_samples):
+        for i, text in enumerate(model.samples(prefix, num_samples, length, rng=rng)):
             if num_samples > 1:
                 click.echo(f"--- sample {i + 1} of {num_samples} ---")
-            click.echo(model.predict(prefix, length, rng=rng))
+            click.echo(text)
 
 
 @main.command(cls=SchemaCommand, core=("backend", "impl", "corpus", "max_tokens"), kinds=("backend", "corpus"))

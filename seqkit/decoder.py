@@ -30,6 +30,17 @@ def log_softmax(logits: np.ndarray) -> np.ndarray:
     return z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
 
 
+def row_generators(rng: np.random.Generator, n: int) -> list[np.random.Generator]:
+    """``rng`` and n - 1 independent generators derived from its state without advancing it
+    (jumped-ahead copies where the bit generator can jump, else seeded from a copy's draws)."""
+    bitgen = rng.bit_generator
+    if hasattr(bitgen, "jumped"):
+        return [rng] + [np.random.Generator(bitgen.jumped(i)) for i in range(1, n)]
+    copy = np.random.Generator(type(bitgen)())
+    copy.bit_generator.state = bitgen.state
+    return [rng] + [np.random.default_rng(seed) for seed in copy.integers(0, 2**63, size=n - 1)]
+
+
 class Decoder(ABC):
     """Chooses token ids from a model's logits (NumPy float arrays over the vocabulary).
 
@@ -58,13 +69,16 @@ class Decoder(ABC):
         """Generate ``length`` tokens for each of n sequences whose next-token ``logits`` (n, V) are
         given; ``advance`` feeds chosen tokens (see `Advance`). Returns n lists of token ids.
 
-        The default calls `choose` for each sequence at each step (rows in order, so a seed fixes
-        the text) and advances every sequence with its own token. Override it to own the search."""
+        The default calls `choose` for each sequence at each step and advances every sequence with
+        its own token. Sequence 0 draws from ``rng`` itself and sequence i from ``rng`` jumped ahead
+        i times, so a seed fixes the text and the first of n samples is the single sample.
+        Override it to own the search."""
         n = len(logits)
         out: list[list[int]] = [[] for _ in range(n)]
         rows = np.arange(n)
+        rngs = row_generators(rng, n)
         for i in range(length):
-            tokens = np.array([self.choose(logits[r], rng) for r in range(n)], dtype=np.int64)
+            tokens = np.array([self.choose(logits[r], rngs[r]) for r in range(n)], dtype=np.int64)
             for r in range(n):
                 out[r].append(int(tokens[r]))
             if i + 1 < length:
