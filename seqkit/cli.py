@@ -300,9 +300,12 @@ def plot(run_dir: str, out: str | None) -> None:
 
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--verbose", "-v", is_flag=True,
+              help="After the table, the full traceback of every plugin failure (also: SEQKIT_PLUGIN_TRACEBACKS=1).")
 @friendly_errors
-def plugins(as_json: bool) -> None:
-    """List installed plugins, the components each provides and whether they can be used."""
+def plugins(as_json: bool, verbose: bool) -> None:
+    """List installed plugins, the components each provides and whether they can be used.
+    SEQKIT_DISABLE_PLUGINS=name1,name2 switches plugins off."""
     from seqkit.console import plugin_table, plugins_as_dicts
     from seqkit.plugins import get_registry
 
@@ -311,6 +314,8 @@ def plugins(as_json: bool) -> None:
         click.echo(json.dumps(plugins_as_dicts(registry), indent=2))
     else:
         plugin_table(registry)
+    if verbose and not as_json:
+        _print_plugin_failures(registry)
 
 
 @main.command()
@@ -327,3 +332,14 @@ def presets(as_json: bool) -> None:
         click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
     else:
         preset_table(rows)
+
+
+# -- plugin failures and plugin commands (issue 10) -------------------------------------------------------
+
+
+def _print_plugin_failures(registry: Any) -> None:
+    """Print every plugin failure with its full traceback, or say there is none."""
+    from seqkit.plugins import failure_report
+
+    report = failure_report(registry)
+    click.echo(report if report else "No plugin failures.")

@@ -61,7 +61,7 @@ def test_a_duplicate_name_is_refused_and_charged_to_the_third_party():
     assert registry.component("cell", "rnn-tanh").plugin == "cells"  # the built-in keeps its name
     echo = registry.plugins["echo"]
     assert not echo.available
-    assert "cell 'rnn-tanh' is already registered by plugin 'cells'; plugin 'echo' must register" in echo.error
+    assert "cell 'rnn-tanh' is already registered by built-in plugin 'cells' (distribution 'seqkit'), which keeps it; plugin 'echo' must register it under another name" in echo.error
     table = CliRunner().invoke(main, ["plugins"])
     assert table.exit_code == 0
 
@@ -96,7 +96,8 @@ def test_a_cell_without_step_is_refused():
     plugin = SimpleNamespace(register_cells=hookimpl(lambda register: register(Forgetful)))
     registry = build_registry(extra_plugins=[("forgetful", plugin)])
     assert "without step()" in registry.plugins["forgetful"].error
-    with pytest.raises(PluginError, match="unknown cell 'forgetful'.*plugins with errors: forgetful"):
+    with pytest.raises(PluginError, match="cell 'forgetful' of plugin 'forgetful' is broken and was not registered: "
+                                          ".*without step\\(\\)"):
         registry.get("cell", "forgetful")
 
 
