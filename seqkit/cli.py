@@ -12,6 +12,8 @@ import json
 import signal
 import sys
 import threading
+import traceback
+import weakref
 from typing import Any, Callable, Iterable
 
 import click
@@ -172,7 +174,17 @@ def _row(opt: Option) -> tuple[str, str]:
     return flag, f"{opt.help}{tail}"
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class PluginGroup(click.Group):
+    """The ``seqkit`` group: built-in commands plus those plugins add (`plugin_commands`)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *plugin_commands(self)})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        return super().get_command(ctx, cmd_name) or plugin_commands(self).get(cmd_name)
+
+
+@click.group(cls=PluginGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="seqkit")
 def main() -> None:
     """seqkit: train and sample recurrent language models on any array framework."""
@@ -343,3 +355,36 @@ def _print_plugin_failures(registry: Any) -> None:
 
     report = failure_report(registry)
     click.echo(report if report else "No plugin failures.")
+
+
+_PLUGIN_COMMANDS: "weakref.WeakKeyDictionary[Any, dict[str, click.Command]]" = weakref.WeakKeyDictionary()
+
+
+def plugin_commands(group: click.Group) -> dict[str, click.Command]:
+    """The commands plugins add through ``register_commands``, collected once per registry, one
+    plugin at a time: a hook that raises or a name already taken is refused and recorded against
+    the plugin, never raised."""
+    from seqkit.plugins import get_registry
+
+    registry = get_registry()
+    if registry in _PLUGIN_COMMANDS:
+        return _PLUGIN_COMMANDS[registry]
+    commands: dict[str, click.Command] = {}
+    owners: dict[str, str] = {}
+    for impl in registry.pm.hook.register_commands.get_hookimpls():
+        info = registry.plugins[impl.plugin_name]
+        staging = click.Group(name="seqkit")
+        try:
+            impl.function(cli=staging)
+        except Exception as exc:
+            registry.refuse(info, f"register_commands failed: {type(exc).__name__}: {exc}", traceback.format_exc())
+            continue
+        for name, command in staging.commands.items():
+            if name in group.commands or name in commands:
+                owner = "seqkit itself" if name in group.commands else f"plugin {owners[name]!r}"
+                registry.refuse(info, f"command {name!r} is already provided by {owner}; plugin {info.name!r} must "
+                                      "name its command differently")
+                continue
+            commands[name], owners[name] = command, info.name
+    _PLUGIN_COMMANDS[registry] = commands
+    return commands

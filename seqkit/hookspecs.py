@@ -20,9 +20,12 @@ against the plugin (``seqkit plugins`` shows it); everything else keeps working.
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import pluggy
+
+if TYPE_CHECKING:
+    import click
 
 hookspec = pluggy.HookspecMarker("seqkit")
 hookimpl = pluggy.HookimplMarker("seqkit")
@@ -94,3 +97,24 @@ def register_presets(register: Register) -> None:
     ``register`` takes a `seqkit.presets.Preset` (`seqkit.presets.presets_in_folder` reads a folder
     of TOML files). Selected with ``seqkit run --preset NAME``; listed by ``seqkit presets``.
     Names must be unique across plugins."""
+
+
+@hookspec
+def register_commands(cli: "click.Group") -> None:
+    """Add subcommands to the ``seqkit`` command line (as simonw/llm's hook of the same name).
+
+    ``cli`` is a `click.Group`; decorate functions with ``@cli.command()`` (or call
+    ``cli.add_command(command)``)::
+
+        @hookimpl
+        def register_commands(cli):
+            @cli.command()
+            @click.argument("path")
+            def stats(path):
+                \"\"\"Print token counts of a text file.\"\"\"
+
+    The commands are collected when the command line first needs them (``seqkit --help`` or an
+    unknown command name), one plugin at a time: a hook that raises, or a command whose name is
+    already taken (a built-in such as ``run``, or another plugin's), is refused and recorded against
+    the plugin (``seqkit plugins`` shows it); the other commands keep working. Import frameworks
+    inside the command function, not at module level, so ``seqkit --help`` stays fast."""

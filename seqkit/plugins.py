@@ -241,6 +241,9 @@ class Registry:
                 except Exception as exc:
                     self._refuse(info, f"{hook_name} failed: {type(exc).__name__}: {exc}")
                     info.add_traceback(traceback.format_exc())
+        self.pm = pm
+        for impl in pm.hook.register_commands.get_hookimpls():  # called by the CLI, on first need
+            self.plugins[impl.plugin_name].hooks.append("register_commands")
         self.presets: dict[str, Any] = {}
         for impl in pm.hook.register_presets.get_hookimpls():
             info = self.plugins[impl.plugin_name]
