@@ -322,6 +322,7 @@ def plugins(as_json: bool, verbose: bool) -> None:
     from seqkit.plugins import get_registry
 
     registry = get_registry()
+    plugin_commands(main)  # collect plugin commands now, so a failing register_commands is listed
     if as_json:
         click.echo(json.dumps(plugins_as_dicts(registry), indent=2))
     else:

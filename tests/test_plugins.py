@@ -252,7 +252,9 @@ def test_a_plugin_adds_a_command(command_plugins):
 
 
 def test_a_command_hook_that_raises_or_clashes_is_refused_and_the_rest_work(command_plugins):
-    CliRunner().invoke(main, ["--help"])
+    listed = {row["name"]: row for row in json.loads(CliRunner().invoke(main, ["plugins", "--json"]).output)}
+    assert "register_commands failed: RuntimeError: no commands today" in listed["raising-cmd"]["error"]
+    assert listed["echo-cmd"]["hooks"] == ["register_commands"]
     registry = command_plugins()
     assert "register_commands failed: RuntimeError: no commands today" in registry.plugins["raising-cmd"].error
     assert "command 'run' is already provided by seqkit itself" in registry.plugins["echo-cmd"].error
