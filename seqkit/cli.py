@@ -178,9 +178,11 @@ class PluginGroup(click.Group):
     """The ``seqkit`` group: built-in commands plus those plugins add (`plugin_commands`)."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
+        """Built-in and plugin command names, sorted (for ``--help``)."""
         return sorted({*super().list_commands(ctx), *plugin_commands(self)})
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        """A built-in command, else a plugin's (plugins are asked only for names seqkit lacks)."""
         return super().get_command(ctx, cmd_name) or plugin_commands(self).get(cmd_name)
 
 

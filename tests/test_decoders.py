@@ -125,18 +125,16 @@ def test_bad_search_options_are_rejected(name, options):
 
 
 @pytest.fixture(scope="module")
-def trained():
-    import os
-
+def trained(tmp_path_factory):
+    """One small trained run shared by the engine-level decoder tests."""
     import seqkit
     from conftest import SHARED_CORPORA
 
-    os.environ["SEQKIT_DATA"] = str(SHARED_CORPORA)
-    try:
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("SEQKIT_DATA", str(SHARED_CORPORA))
+        mp.setenv("SEQKIT_CACHE", str(tmp_path_factory.mktemp("cache")))
         return seqkit.train(corpus="timemachine", max_tokens=3000, hidden=32, batch_size=4, num_steps=10, epochs=2,
                             predict_len=10, seed=0, lr=2.0)
-    finally:
-        del os.environ["SEQKIT_DATA"]
 
 
 @pytest.mark.parametrize("decoder, options", [("top-k", {"top_k": 1}), ("top-p", {"top_p": 1e-6}),

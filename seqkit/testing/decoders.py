@@ -66,6 +66,7 @@ class MarkovModel:
         return self.table[np.asarray(tokens)]
 
     def advance(self, rows: np.ndarray, tokens: np.ndarray) -> np.ndarray:
+        """`seqkit.decoder.Advance`: the next-token logits (k, V) after each of ``tokens``."""
         self.calls += 1
         assert len(rows) == len(tokens) and len(rows) > 0, "advance needs rows and tokens of the same length"
         return self.table[np.asarray(tokens)]
