@@ -25,7 +25,8 @@ from seqkit.checkpoint import (
 from seqkit.config import CORE_OPTIONS, KIND_OPTIONS, RunConfig, resolve
 from seqkit.configfile import read_config_file
 from seqkit.dataset import Dataset, load_dataset
-from seqkit.engine import FitState, TrainSettings, evaluate, fit, predict, sample
+from seqkit.engine import FitState, TrainSettings, evaluate, fit
+from seqkit.engine import sample as sample_ids
 from seqkit.errors import ConfigError, DataError, DivergedError, TrainingInterrupted
 from seqkit.network import GenericNetwork, ModelSpec, Network
 from seqkit.optimizer import OptimizerState
@@ -176,7 +177,7 @@ class Run:
         if rng is None:
             rng = self.decoder_rng() if seed is None else np.random.default_rng(seed)
         texts = []
-        for ids in sample(self.network, self.params, self.prefix_ids(prefix), length, chooser, rng, num_samples):
+        for ids in sample_ids(self.network, self.params, self.prefix_ids(prefix), length, chooser, rng, num_samples):
             generated = detokenize(self.vocab.decode(ids), config.tokens)
             separator = " " if config.tokens == "word" and generated else ""  # words: one space after the prefix
             texts.append(prefix + separator + generated)

@@ -169,13 +169,12 @@ def test_a_batch_of_samples_is_seeded_and_varied(trained):
 
 def test_engine_sample_batch_of_one_matches_the_fast_path(trained):
     ids = trained.prefix_ids("the ")
+    from seqkit.engine import _Batch
+
     fast = sample(trained.network, trained.params, ids, 15, TemperatureDecoder(1.0), np.random.default_rng(5), 1)
-    batch = GreedyDecoder.search  # the default search over a batch of one consumes the rng the same way
-    slow = TemperatureDecoder(1.0)
     logits, state = None, trained.network.init_state(1)
     for token in ids:
         logits, state = trained.network.step(trained.params, np.array([token]), state)
-    from seqkit.engine import _Batch
-
-    got = batch(slow, logits, _Batch(trained.network, trained.params, state).advance, 15, np.random.default_rng(5))
-    assert got == fast
+    advance = _Batch(trained.network, trained.params, state).advance
+    # the default search over a batch of one draws exactly as the fast path does
+    assert TemperatureDecoder(1.0).search(logits, advance, 15, np.random.default_rng(5)) == fast

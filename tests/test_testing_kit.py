@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from seqkit import Cell, Clipper, Corpus, ParamSpec, Sampler
+from seqkit import Cell, Clipper, Corpus, ParamSpec
 from seqkit.testing import (check_backend, check_cell, check_cell_gradients, check_cell_shapes, check_clipper,
                             check_corpus, check_decoder, check_optimizer, check_sampler, installed_backends,
                             make_backend)
