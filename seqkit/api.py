@@ -26,7 +26,8 @@ from seqkit.checkpoint import (
 from seqkit.config import CORE_OPTIONS, KIND_OPTIONS, RunConfig, resolve
 from seqkit.configfile import read_config_file
 from seqkit.dataset import Dataset, load_dataset
-from seqkit.engine import FitState, TrainSettings, evaluate, fit, perplexity, predict
+from seqkit.engine import FitState, TrainSettings, evaluate, fit, perplexity
+from seqkit.engine import sample as sample_ids
 from seqkit.errors import ConfigError, DataError, DivergedError, SeqkitError, TrainingInterrupted
 from seqkit.logger import Logger
 from seqkit.limits import check_prefix
@@ -164,17 +165,30 @@ class Run:
         ``decoder`` and its options (``temperature=0.8``, a plugin's ``top_k=5``) default to the
         run's. Random decoders draw from ``rng``, else from a generator seeded with ``seed``, else
         from a fresh copy of the run's decoder stream."""
+        return self.samples(prefix, 1, length, decoder, seed, rng, **decoder_options)[0]
+
+    def samples(
+        self, prefix: str | None = None, num_samples: int = 1, length: int | None = None, decoder: str | None = None,
+        seed: int | None = None, rng: np.random.Generator | None = None, **decoder_options: Any,
+    ) -> list[str]:
+        """``num_samples`` continuations of one prefix, generated as one batch (each the prefix plus
+        ``length`` tokens); arguments as for `predict`. A search decoder (``beam``) gives every
+        sample its best continuation."""
         config = self.config
         prefix = self.prefixes[0] if prefix is None else prefix
         length = config.predict_len if length is None else length
         CORE_OPTIONS["predict_len"].validate(length)
+        if num_samples < 1:
+            raise ConfigError(f"--num-samples must be >= 1, got {num_samples}")
         chooser = self.decoder(decoder, **decoder_options)
         if rng is None:
             rng = self.decoder_rng() if seed is None else np.random.default_rng(seed)
-        ids = predict(self.network, self.params, self.prefix_ids(prefix), length, chooser, rng)
-        generated = detokenize(self.vocab.decode(ids), config.tokens)
-        separator = " " if config.tokens == "word" and generated else ""  # words: one space after the prefix
-        return prefix + separator + generated
+        texts = []
+        for ids in sample_ids(self.network, self.params, self.prefix_ids(prefix), length, chooser, rng, num_samples):
+            generated = detokenize(self.vocab.decode(ids), config.tokens)
+            separator = " " if config.tokens == "word" and generated else ""  # words: one space after the prefix
+            texts.append(prefix + separator + generated)
+        return texts
 
     def decoder_rng(self) -> np.random.Generator:
         """A fresh generator at the start of the run's decoder stream."""

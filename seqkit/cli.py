@@ -12,6 +12,8 @@ import json
 import signal
 import sys
 import threading
+import traceback
+import weakref
 from typing import Any, Callable, Iterable
 
 import click
@@ -172,7 +174,19 @@ def _row(opt: Option) -> tuple[str, str]:
     return flag, f"{opt.help}{tail}"
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class PluginGroup(click.Group):
+    """The ``seqkit`` group: built-in commands plus those plugins add (`plugin_commands`)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        """Built-in and plugin command names, sorted (for ``--help``)."""
+        return sorted({*super().list_commands(ctx), *plugin_commands(self)})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        """A built-in command, else a plugin's (plugins are asked only for names seqkit lacks)."""
+        return super().get_command(ctx, cmd_name) or plugin_commands(self).get(cmd_name)
+
+
+@click.group(cls=PluginGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="seqkit")
 def main() -> None:
     """seqkit: train and sample recurrent language models on any array framework."""
@@ -235,7 +249,8 @@ def run(ctx: click.Context, preset: str | None, config_file: str | None, print_c
 @click.argument("path", type=click.Path())
 @click.option("--length", type=int, default=None, help="Tokens to generate (default: the run's --predict-len).")
 @click.option("--seed", type=int, default=None, help="Decoder seed (default: the run's decoder stream).")
-@click.option("--num-samples", type=int, default=1, show_default=True)
+@click.option("--num-samples", type=int, default=1, show_default=True,
+              help="Samples per prefix, drawn as one batch (beam search: its best continuation).")
 @click.pass_context
 @friendly_errors
 def generate(ctx: click.Context, path: str, length: int | None, seed: int | None, num_samples: int,
@@ -255,10 +270,10 @@ def generate(ctx: click.Context, path: str, length: int | None, seed: int | None
     model = load(path, **options)
     rng = model.decoder_rng() if seed is None else np.random.default_rng(seed)
     for prefix in prefixes or model.prefixes[:1]:
-        for i in range(num_samples):
+        for i, text in enumerate(model.samples(prefix, num_samples, length, rng=rng)):
             if num_samples > 1:
                 click.echo(f"--- sample {i + 1} of {num_samples} ---")
-            click.echo(model.predict(prefix, length, rng=rng))
+            click.echo(text)
 
 
 @main.command(cls=SchemaCommand, core=("backend", "impl", "corpus", "max_tokens"), kinds=("backend", "corpus"))
@@ -345,17 +360,23 @@ def ablate(corpus: str, epochs: int, backend: str, max_tokens: int, hidden: int,
 
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--verbose", "-v", is_flag=True,
+              help="After the table, the full traceback of every plugin failure (also: SEQKIT_PLUGIN_TRACEBACKS=1).")
 @friendly_errors
-def plugins(as_json: bool) -> None:
-    """List installed plugins, the components each provides and whether they can be used."""
+def plugins(as_json: bool, verbose: bool) -> None:
+    """List installed plugins, the components each provides and whether they can be used.
+    SEQKIT_DISABLE_PLUGINS=name1,name2 switches plugins off."""
     from seqkit.console import plugin_table, plugins_as_dicts
     from seqkit.plugins import get_registry
 
     registry = get_registry()
+    plugin_commands(main)  # collect plugin commands now, so a failing register_commands is listed
     if as_json:
         click.echo(json.dumps(plugins_as_dicts(registry), indent=2))
     else:
         plugin_table(registry)
+    if verbose and not as_json:
+        _print_plugin_failures(registry)
 
 
 @main.command()
@@ -372,3 +393,47 @@ def presets(as_json: bool) -> None:
         click.echo(json.dumps(rows, indent=2, ensure_ascii=False))
     else:
         preset_table(rows)
+
+
+# -- plugin failures and plugin commands (issue 10) -------------------------------------------------------
+
+
+def _print_plugin_failures(registry: Any) -> None:
+    """Print every plugin failure with its full traceback, or say there is none."""
+    from seqkit.plugins import failure_report
+
+    report = failure_report(registry)
+    click.echo(report if report else "No plugin failures.")
+
+
+_PLUGIN_COMMANDS: "weakref.WeakKeyDictionary[Any, dict[str, click.Command]]" = weakref.WeakKeyDictionary()
+
+
+def plugin_commands(group: click.Group) -> dict[str, click.Command]:
+    """The commands plugins add through ``register_commands``, collected once per registry, one
+    plugin at a time: a hook that raises or a name already taken is refused and recorded against
+    the plugin, never raised."""
+    from seqkit.plugins import get_registry
+
+    registry = get_registry()
+    if registry in _PLUGIN_COMMANDS:
+        return _PLUGIN_COMMANDS[registry]
+    commands: dict[str, click.Command] = {}
+    owners: dict[str, str] = {}
+    for impl in registry.pm.hook.register_commands.get_hookimpls():
+        info = registry.plugins[impl.plugin_name]
+        staging = click.Group(name="seqkit")
+        try:
+            impl.function(cli=staging)
+        except Exception as exc:
+            registry.refuse(info, f"register_commands failed: {type(exc).__name__}: {exc}", traceback.format_exc())
+            continue
+        for name, command in staging.commands.items():
+            if name in group.commands or name in commands:
+                owner = "seqkit itself" if name in group.commands else f"plugin {owners[name]!r}"
+                registry.refuse(info, f"command {name!r} is already provided by {owner}; plugin {info.name!r} must "
+                                      "name its command differently")
+                continue
+            commands[name], owners[name] = command, info.name
+    _PLUGIN_COMMANDS[registry] = commands
+    return commands

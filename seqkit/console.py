@@ -155,7 +155,9 @@ def plugins_as_dicts(registry: Registry) -> list[dict]:
             "name": info.name,
             "origin": info.origin,
             "available": info.available,
+            "disabled": info.disabled,
             "error": info.error,
+            "refused": list(info.problems),
             "install_hint": info.install_hint,
             "hooks": sorted(set(info.hooks)),
             "components": [
@@ -173,9 +175,11 @@ def plugin_table(registry: Registry) -> None:
     for column in ("plugin", "kind", "name", "status", "description"):
         table.add_column(column)
     for row in plugins_as_dicts(registry):
-        if not row["available"]:
+        if row["disabled"]:
+            table.add_row(row["name"], "-", "-", "[yellow]disabled[/]", "switched off by SEQKIT_DISABLE_PLUGINS")
+        elif not row["available"]:
             hint = f"; {row['install_hint']}" if row["install_hint"] else ""
-            status = "[red]failed to load[/]" if not row["components"] else "[red]refused[/]"
+            status = "[red]refused[/]" if row["refused"] else "[red]failed to load[/]"
             table.add_row(row["name"], "-", "-", status, escape(f"{row['error']}{hint}"))
         for comp in row["components"]:
             status = "[green]available[/]" if comp["available"] else \

@@ -284,7 +284,32 @@ def predict(
     network: Network, params: Params, prefix_ids: np.ndarray, length: int, decoder: Decoder,
     rng: np.random.Generator,
 ) -> list[int]:
-    """Warm the state up over the prefix, then decode ``length`` tokens one at a time."""
+    """Warm the state up over the prefix, then decode ``length`` tokens (one sample)."""
+    return sample(network, params, prefix_ids, length, decoder, rng, 1)[0]
+
+
+def sample(
+    network: Network, params: Params, prefix_ids: np.ndarray, length: int, decoder: Decoder,
+    rng: np.random.Generator, num_samples: int = 1,
+) -> list[list[int]]:
+    """``num_samples`` continuations of the prefix, decoded as one batch by ``decoder.search``.
+
+    A single sample with a per-token decoder takes the network's ``decoding`` fast path (the same
+    choices, one token at a time, without batch bookkeeping)."""
+    if num_samples == 1 and not decoder.owns_search():
+        return [_decode_one(network, params, prefix_ids, length, decoder, rng)]
+    if length == 0:
+        return [[] for _ in range(num_samples)]
+    state = network.init_state(1)
+    logits = None
+    for token in prefix_ids:
+        logits, state = network.step(params, np.array([int(token)], dtype=np.int64), state)
+    batch = _Batch(network, params, _select_rows(network.backend, state, np.zeros(num_samples, dtype=np.int64)))
+    return decoder.search(np.repeat(np.asarray(logits), num_samples, axis=0), batch.advance, length, rng)
+
+
+def _decode_one(network: Network, params: Params, prefix_ids: np.ndarray, length: int, decoder: Decoder,
+                rng: np.random.Generator) -> list[int]:
     generated: list[int] = []
     with network.decoding(params, network.init_state(1)) as feed:
         for token in prefix_ids:
@@ -295,3 +320,27 @@ def predict(
             if i + 1 < length:
                 logits = feed(token)
     return generated
+
+
+class _Batch:
+    """The sequences a search is extending: their state, advanced on request (`seqkit.decoder.Advance`)."""
+
+    def __init__(self, network: Network, params: Params, state: tuple) -> None:
+        self.network, self.params, self.state = network, params, state
+
+    def advance(self, rows: np.ndarray, tokens: np.ndarray) -> np.ndarray:
+        rows, tokens = np.asarray(rows, dtype=np.int64), np.asarray(tokens, dtype=np.int64)
+        if rows.shape != tokens.shape or rows.ndim != 1 or not len(rows):
+            raise ValueError(f"advance needs rows and tokens of the same length >= 1, got {rows.shape} and "
+                             f"{tokens.shape}")
+        state = _select_rows(self.network.backend, self.state, rows)
+        logits, self.state = self.network.step(self.params, tokens, state)
+        return np.asarray(logits)
+
+
+def _select_rows(backend, state: tuple, rows: np.ndarray) -> tuple:
+    """The state of sequences ``rows`` (repeats allowed) as a new batch."""
+    if all(len(getattr(s, "shape", ())) == 2 for s in state):
+        index = backend.asarray(rows)
+        return tuple(backend.take(s, index) for s in state)
+    return tuple(backend.asarray(backend.to_numpy(s)[rows]) for s in state)

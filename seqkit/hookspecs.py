@@ -25,9 +25,12 @@ Their results are ignored; an exception in one stops the run (as in pytest), so 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import pluggy
+
+if TYPE_CHECKING:
+    import click
 
 hookspec = pluggy.HookspecMarker("seqkit")
 hookimpl = pluggy.HookimplMarker("seqkit")
@@ -157,3 +160,24 @@ def seqkit_run_finished(run: Any, status: str, error: str | None) -> None:
     """The run ended: ``status`` is ``"completed"``, ``"early-stopped"`` (``--early-stop``),
     ``"diverged"``, ``"interrupted"`` or ``"failed"``; ``error`` is the one-line reason (None when completed). Always called once
     after `seqkit_run_started`, also when training raised."""
+
+
+@hookspec
+def register_commands(cli: "click.Group") -> None:
+    """Add subcommands to the ``seqkit`` command line (as simonw/llm's hook of the same name).
+
+    ``cli`` is a `click.Group`; decorate functions with ``@cli.command()`` (or call
+    ``cli.add_command(command)``)::
+
+        @hookimpl
+        def register_commands(cli):
+            @cli.command()
+            @click.argument("path")
+            def stats(path):
+                \"\"\"Print token counts of a text file.\"\"\"
+
+    The commands are collected when the command line first needs them (``seqkit --help`` or an
+    unknown command name), one plugin at a time: a hook that raises, or a command whose name is
+    already taken (a built-in such as ``run``, or another plugin's), is refused and recorded against
+    the plugin (``seqkit plugins`` shows it); the other commands keep working. Import frameworks
+    inside the command function, not at module level, so ``seqkit --help`` stays fast."""

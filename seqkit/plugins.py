@@ -2,7 +2,9 @@
 
 Nothing happens at import: `get_registry()` builds (once) a pluggy `PluginManager` that loads the
 ``seqkit`` entry-point group — built-in plugins included — and collects the components every
-plugin registers. ``SEQKIT_LOAD_PLUGINS=name1,name2`` restricts which entry points are loaded.
+plugin registers. ``SEQKIT_LOAD_PLUGINS=name1,name2`` restricts which entry points are loaded;
+``SEQKIT_DISABLE_PLUGINS=name1,name2`` leaves those out; ``SEQKIT_PLUGIN_TRACEBACKS=1`` prints the
+full traceback of every plugin failure to stderr when the registry is built.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ import importlib.util
 import inspect
 import os
 import re
+import sys
+import traceback
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any, Iterable
@@ -26,7 +30,7 @@ from seqkit.cell import Cell
 from seqkit.clipper import Clipper
 from seqkit.corpus import Corpus
 from seqkit.decoder import Decoder
-from seqkit.errors import ConfigError, PluginError, UnavailableError
+from seqkit.errors import ConfigError, PluginError, SeqkitError, UnavailableError
 from seqkit.logger import LIFECYCLE_HOOKS, Logger
 from seqkit.optimizer import Optimizer
 from seqkit.options import Option, check_options, nearest
@@ -35,6 +39,8 @@ from seqkit.schedule import Schedule
 
 ENTRY_POINT_GROUP = "seqkit"
 LOAD_ENV = "SEQKIT_LOAD_PLUGINS"
+DISABLE_ENV = "SEQKIT_DISABLE_PLUGINS"
+TRACEBACKS_ENV = "SEQKIT_PLUGIN_TRACEBACKS"
 
 # kind -> (hook name, interface, option that selects it)
 KINDS: dict[str, tuple[str, type, str]] = {
@@ -88,6 +94,7 @@ class LazyComponent:
         return [mod for mod in self.requires if importlib.util.find_spec(mod) is None]
 
     def load(self) -> type:
+        """Import and return the class named by ``target``."""
         module_name, _, attr = self.target.partition(":")
         return getattr(importlib.import_module(module_name), attr)
 
@@ -118,7 +125,12 @@ class Component:
             reason = self.unavailable_reason
             if reason:
                 raise UnavailableError(f"{self.kind} {self.name!r} is unavailable: {reason}")
-            cls = self.factory.load()
+            try:
+                cls = self.factory.load()
+            except Exception as exc:
+                raise PluginError(f"{self.kind} {self.name!r} of plugin {self.plugin!r} failed to import "
+                                  f"{self.factory.target!r}: {type(exc).__name__}: {exc} (full traceback: "
+                                  f"{TRACEBACKS_ENV}=1)") from exc
             loaded = check_options(f"{self.kind} {self.name!r}", getattr(cls, "options", ()))
             if {o.name: o.type for o in loaded} != {o.name: o.type for o in self.options}:
                 raise PluginError(f"{self.kind} {self.name!r} of plugin {self.plugin!r}: the class declares options "
@@ -141,10 +153,17 @@ class PluginInfo:
     install_hint: str | None = None
     dist: str | None = None
     problems: list[str] = field(default_factory=list)
+    traceback: str | None = None
+    disabled: bool = False
 
     @property
     def available(self) -> bool:
-        return self.error is None
+        """Loaded, and nothing it registered was refused."""
+        return self.error is None and not self.disabled
+
+    def add_traceback(self, text: str) -> None:
+        """Keep the formatted traceback of a failure (shown by ``seqkit plugins --verbose``)."""
+        self.traceback = text if not self.traceback else f"{self.traceback}\n{text}"
 
 
 def _install_hint(ep: importlib.metadata.EntryPoint, exc: BaseException) -> str | None:
@@ -177,25 +196,37 @@ def make_plugin_manager(
     replaced = {name for name, _ in extra_plugins}
     if load_entry_points:
         wanted = os.environ.get(LOAD_ENV)
-        allowed = None if wanted is None else {n.strip() for n in wanted.split(",") if n.strip()}
+        allowed = None if wanted is None else _names(wanted)
+        disabled = _names(os.environ.get(DISABLE_ENV, ""))
         seen: set[str] = set()
         for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
             if (allowed is not None and ep.name not in allowed) or ep.name in seen or ep.name in replaced:
                 continue
             seen.add(ep.name)
             dist = ep.dist.metadata["Name"] if ep.dist is not None else None
+            if ep.name in disabled:
+                infos.append(PluginInfo(name=ep.name, origin=ep.value, dist=dist, disabled=True))
+                continue
             try:
                 plugin = ep.load()
                 pm.register(plugin, name=ep.name)
             except Exception as exc:  # a broken plugin must not break the others
                 infos.append(PluginInfo(
                     name=ep.name, origin=ep.value, error=f"{type(exc).__name__}: {exc}",
-                    install_hint=_install_hint(ep, exc), dist=dist))
+                    install_hint=_install_hint(ep, exc), dist=dist, traceback=traceback.format_exc()))
                 continue
             infos.append(PluginInfo(name=ep.name, origin=ep.value, dist=dist))
     for name, plugin in extra_plugins:
         pm.register(plugin, name=name)
     return pm, infos
+
+
+def _names(value: str) -> set[str]:
+    return {n.strip() for n in value.split(",") if n.strip()}
+
+
+def _who(info: PluginInfo) -> str:
+    return f"plugin {info.name!r}" + (f" (distribution {info.dist!r})" if info.dist else "")
 
 
 class Registry:
@@ -209,6 +240,7 @@ class Registry:
         self.plugins: dict[str, PluginInfo] = {}
         self._components: dict[str, dict[str, Component]] = {kind: {} for kind in KINDS}
         self._options: dict[str, tuple[Option, Component]] = {}
+        self.refused: dict[str, dict[str, tuple[str, str]]] = {kind: {} for kind in KINDS}
         known = {info.name: info for info in infos}
         for plugin_name, plugin in pm.list_name_plugin():
             origin = getattr(plugin, "__name__", type(plugin).__name__)
@@ -226,6 +258,10 @@ class Registry:
                     impl.function(register=self._register_callback(kind, interface, info))
                 except Exception as exc:
                     self._refuse(info, f"{hook_name} failed: {type(exc).__name__}: {exc}")
+                    info.add_traceback(traceback.format_exc())
+        self.pm = pm
+        for impl in pm.hook.register_commands.get_hookimpls():  # called by the CLI, on first need
+            self.plugins[impl.plugin_name].hooks.append("register_commands")
         self.presets: dict[str, Any] = {}
         for impl in pm.hook.register_presets.get_hookimpls():
             info = self.plugins[impl.plugin_name]
@@ -234,6 +270,7 @@ class Registry:
                 impl.function(register=self._preset_callback(info))
             except Exception as exc:
                 self._refuse(info, f"register_presets failed: {type(exc).__name__}: {exc}")
+                info.add_traceback(traceback.format_exc())
 
     def _preset_callback(self, info: PluginInfo):
         from seqkit.presets import Preset
@@ -270,12 +307,21 @@ class Registry:
         info.problems.append(problem)
         info.error = "; ".join(info.problems)
 
+    def refuse(self, info: PluginInfo, problem: str, tb: str | None = None) -> None:
+        """Record ``problem`` (and its traceback) against plugin ``info``; the plugin shows as refused."""
+        self._refuse(info, problem)
+        if tb:
+            info.add_traceback(tb)
+
     def _register_callback(self, kind: str, interface: type, info: PluginInfo):
         def register(factory: Any, name: str | None = None) -> None:
             try:
                 component = self._component(kind, interface, info, factory, name)
             except PluginError as exc:
                 self._refuse(info, str(exc))
+                comp_name = name or getattr(factory, "name", "")
+                if isinstance(comp_name, str) and comp_name and comp_name not in self._components[kind]:
+                    self.refused[kind][comp_name] = (info.name, str(exc))
                 return
             self._components[kind][component.name] = component
             for opt in component.options:
@@ -299,9 +345,13 @@ class Registry:
                               f"implement every abstract method of {interface.__name__}")
         existing = self._components[kind].get(comp_name)
         if existing is not None:
+            first = self.plugins[existing.plugin]
+            builtin = " built-in" if first.dist == "seqkit" else ""
+            fix = f"pip uninstall {info.dist}" if info.dist else f"remove plugin {info.name!r}"
             raise PluginError(
-                f"{kind} {comp_name!r} is already registered by plugin {existing.plugin!r}; plugin {info.name!r} "
-                "must register its own under another name")
+                f"{kind} {comp_name!r} is already registered by{builtin} {_who(first)}, which keeps it; "
+                f"{_who(info)} must register it under another name: rename it there, or uninstall it ({fix}) "
+                f"or switch it off ({DISABLE_ENV}={info.name})")
         try:
             options = check_options(f"{kind} {comp_name!r}", getattr(factory, "options", ()))
         except ValueError as exc:
@@ -340,6 +390,10 @@ class Registry:
             return self._components[kind][name]
         except KeyError:
             option = KINDS[kind][2]
+            if name in self.refused[kind]:
+                plugin, reason = self.refused[kind][name]
+                raise PluginError(f"{kind} {name!r} of plugin {plugin!r} is broken and was not registered: {reason} "
+                                  f"(choose another {option}, or fix or uninstall the plugin)") from None
             valid = ", ".join(self.names(kind)) or "(none installed)"
             broken = [p.name for p in self.plugins.values() if not p.available]
             extra = f" (plugins with errors: {', '.join(sorted(broken))}; see `seqkit plugins`)" if broken else ""
@@ -374,6 +428,11 @@ class Registry:
         except TypeError as exc:
             raise PluginError(f"{kind} {name!r} of plugin {component.plugin!r} cannot be constructed with its "
                               f"declared options {sorted(values)}: {exc}") from None
+        except SeqkitError:
+            raise
+        except Exception as exc:
+            raise PluginError(f"{kind} {name!r} of plugin {component.plugin!r} failed to start: "
+                              f"{type(exc).__name__}: {exc} (full traceback: {TRACEBACKS_ENV}=1)") from exc
 
 
 class _Watching:
@@ -398,7 +457,27 @@ def build_registry(
     return Registry(pm, infos)
 
 
+def failure_report(registry: Registry) -> str:
+    """Every plugin failure with its full traceback (import errors, hooks that raised) or, for a
+    refused registration, its reason; empty when every plugin is well."""
+    parts = []
+    for info in sorted(registry.plugins.values(), key=lambda p: p.name):
+        if info.error is None:
+            continue
+        head = f"== plugin {info.name!r} ({info.origin}" + (f", distribution {info.dist!r}" if info.dist else "") + ")"
+        body = info.traceback.rstrip() if info.traceback else ""
+        problems = "\n".join(f"refused: {p}" for p in info.problems) if info.problems else f"error: {info.error}"
+        parts.append("\n".join(x for x in (head, problems, body) if x))
+    return "\n\n".join(parts)
+
+
 @lru_cache(maxsize=1)
 def get_registry() -> Registry:
-    """The process-wide registry, built on first use."""
-    return build_registry()
+    """The process-wide registry, built on first use (failures printed to stderr with full
+    tracebacks when ``SEQKIT_PLUGIN_TRACEBACKS`` is set to a non-empty value other than 0)."""
+    registry = build_registry()
+    if os.environ.get(TRACEBACKS_ENV, "") not in ("", "0"):
+        report = failure_report(registry)
+        if report:
+            print(report, file=sys.stderr)
+    return registry

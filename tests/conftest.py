@@ -30,7 +30,8 @@ def _isolated_cache(tmp_path_factory, monkeypatch):
     monkeypatch.chdir(tmp_path_factory.mktemp("cwd"))
     monkeypatch.setenv("SEQKIT_CACHE", str(tmp_path_factory.mktemp("cache")))
     monkeypatch.delenv("SEQKIT_DATA", raising=False)
-    monkeypatch.delenv("SEQKIT_LOAD_PLUGINS", raising=False)
+    for name in ("SEQKIT_LOAD_PLUGINS", "SEQKIT_DISABLE_PLUGINS", "SEQKIT_PLUGIN_TRACEBACKS"):
+        monkeypatch.delenv(name, raising=False)
 
 
 @pytest.fixture

@@ -57,7 +57,7 @@ def test_help_is_fast_and_lists_commands():
 @pytest.mark.parametrize("option, value, names", [
     ("--backend", "jax", "numpy"), ("--corpus", "wiki", "lyrics, shakespeare, timemachine"),
     ("--cell", "lstm", "rnn-relu, rnn-tanh"), ("--sampler", "shuffle", "random, sequential"),
-    ("--clipper", "value", "none, norm"), ("--decoder", "beam", "alpha, greedy, temperature"),
+    ("--clipper", "value", "none, norm"), ("--decoder", "nucleus", "alpha, beam, greedy, temperature, top-k, top-p"),
 ])
 def test_unknown_names_list_the_valid_ones(corpora_dir, option, value, names):
     assert_clean_error(invoke("run", *TINY, option, value), f"{value!r}", names)

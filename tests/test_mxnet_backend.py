@@ -160,19 +160,6 @@ def test_bad_dtype_rejected():
 
 
 # -- op surface --------------------------------------------------------------------------------
-@pytest.mark.parametrize("dtype", ["float32", "float64"])
-def test_conversion(dtype):
-    ops = MxnetBackend("cpu", dtype)
-    src = np.arange(6.0).reshape(2, 3)
-    x = ops.asarray(src)
-    assert isinstance(x, nd.NDArray) and x.dtype == np.dtype(dtype)
-    src[0, 0] = 99.0
-    assert ops.to_numpy(x)[0, 0] == 0.0
-    assert ops.asarray(np.arange(3, dtype=np.int32)).dtype == np.int64
-    y = ops.to_numpy(x)
-    assert type(y) is np.ndarray and y.dtype == dtype
-
-
 def test_value_and_grad_and_updates():
     ops = MxnetBackend("cpu", "float32")
     params = {"w": ops.asarray(np.array([1.0, -2.0, 3.0])), "u": ops.asarray(np.array([[0.5]]))}

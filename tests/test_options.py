@@ -23,7 +23,7 @@ from seqkit.store import CheckpointError
 from helpers import assert_clean_error
 
 PLUGIN_SOURCE = '''
-"""A third-party plugin: a top-k decoder with an option, and a preset that sets it."""
+"""A third-party plugin: a first-k decoder with an option, and a preset that sets it."""
 import numpy as np
 
 from seqkit import Decoder, Option, hookimpl
@@ -36,16 +36,16 @@ SEEN = []
 class TopK(Decoder):
     """Sample among the k most likely tokens."""
 
-    name = "top-k"
-    options = (Option("top_k", int, 10, "How many of the most likely tokens to sample from.", ge=1),)
+    name = "first-k"
+    options = (Option("first_k", int, 10, "How many of the most likely tokens to sample from.", ge=1),)
 
-    def __init__(self, top_k=10):
-        SEEN.append(top_k)
-        self.top_k = top_k
+    def __init__(self, first_k=10):
+        SEEN.append(first_k)
+        self.first_k = first_k
 
     def distribution(self, logits):
         probs = softmax(logits)
-        keep = np.argsort(probs)[::-1][: self.top_k]
+        keep = np.argsort(probs)[::-1][: self.first_k]
         out = np.zeros_like(probs)
         out[keep] = probs[keep]
         return out / out.sum()
@@ -58,9 +58,9 @@ def register_decoders(register):
 
 @hookimpl
 def register_presets(register):
-    register(Preset("tiny-top-k", {"decoder": "top-k", "top_k": 5, "max_tokens": 2000, "hidden": 16,
+    register(Preset("tiny-first-k", {"decoder": "first-k", "first_k": 5, "max_tokens": 2000, "hidden": 16,
                                    "batch_size": 4, "num_steps": 8, "epochs": 1, "predict_len": 5},
-                    description="a tiny run sampling with top-k", source="tests", expected="anything"))
+                    description="a tiny run sampling with first-k", source="tests", expected="anything"))
 '''
 TINY = ["--max-tokens", "2000", "--hidden", "16", "--batch-size", "4", "--num-steps", "8", "--epochs", "1",
         "--predict-len", "5"]
@@ -95,34 +95,34 @@ def invoke(*args):
 
 def test_the_option_reaches_the_component_from_the_cli(topk_plugin, tmp_path):
     out = tmp_path / "cli"
-    result = invoke("run", *TINY, "--decoder", "top-k", "--top-k", "2", "--out", out)
+    result = invoke("run", *TINY, "--decoder", "first-k", "--first-k", "2", "--out", out)
     assert result.exit_code == 0, result.output
     assert set(topk_plugin.SEEN) == {2}
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["config"]["top_k"] == 2 and summary["config"]["decoder"] == "top-k"
-    assert summary["components"]["decoder"] == {"name": "top-k", "plugin": "topk", "distribution": None}
+    assert summary["config"]["first_k"] == 2 and summary["config"]["decoder"] == "first-k"
+    assert summary["components"]["decoder"] == {"name": "first-k", "plugin": "topk", "distribution": None}
     header = json.loads((out / "metrics.jsonl").read_text().splitlines()[0])["header"]
-    assert header["config"]["top_k"] == 2
+    assert header["config"]["first_k"] == 2
 
 
 def test_the_option_reaches_the_component_from_the_api(topk_plugin):
     run = seqkit.train(**dict(max_tokens=2000, hidden=16, batch_size=4, num_steps=8, epochs=1, predict_len=5),
-                       decoder="top-k", top_k=3)
-    assert run.config.top_k == 3 and set(topk_plugin.SEEN) == {3}
+                       decoder="first-k", first_k=3)
+    assert run.config.first_k == 3 and set(topk_plugin.SEEN) == {3}
     topk_plugin.SEEN.clear()
-    run.predict("the", decoder="top-k", top_k=1)
+    run.predict("the", decoder="first-k", first_k=1)
     assert topk_plugin.SEEN == [1]
-    with pytest.raises(ConfigError, match="--top-k must be >= 1, got 0"):
-        run.predict("the", top_k=0)
-    with pytest.raises(ConfigError, match="--top-k is used by decoder 'top-k', not by the selected decoder 'greedy'"):
-        run.predict("the", decoder="greedy", top_k=2)
+    with pytest.raises(ConfigError, match="--first-k must be >= 1, got 0"):
+        run.predict("the", first_k=0)
+    with pytest.raises(ConfigError, match="--first-k is used by decoder 'first-k', not by the selected decoder 'greedy'"):
+        run.predict("the", decoder="greedy", first_k=2)
 
 
 def test_the_option_reaches_the_component_from_a_config_file_and_flags_override(topk_plugin, tmp_path):
     config = tmp_path / "run.toml"
-    config.write_text('decoder = "top-k"\ntop_k = 4\nhidden = 16\nmax_tokens = 2000\n')
-    assert configure({}, config=config).top_k == 4
-    assert configure({"top_k": 6}, config=config).top_k == 6
+    config.write_text('decoder = "first-k"\nfirst_k = 4\nhidden = 16\nmax_tokens = 2000\n')
+    assert configure({}, config=config).first_k == 4
+    assert configure({"first_k": 6}, config=config).first_k == 6
     result = invoke("run", "--config", config, "--epochs", "1", "--batch-size", "4", "--num-steps", "8",
                     "--out", tmp_path / "run")
     assert result.exit_code == 0, result.output
@@ -130,37 +130,37 @@ def test_the_option_reaches_the_component_from_a_config_file_and_flags_override(
 
 
 def test_the_option_reaches_the_component_from_a_plugin_preset(topk_plugin, tmp_path):
-    result = invoke("run", "--preset", "tiny-top-k", "--out", tmp_path / "run")
+    result = invoke("run", "--preset", "tiny-first-k", "--out", tmp_path / "run")
     assert result.exit_code == 0, result.output
     assert set(topk_plugin.SEEN) == {5}
     listed = json.loads(invoke("presets", "--json").output)
-    assert {"name": "tiny-top-k", "plugin": "topk"}.items() <= next(p for p in listed
-                                                                    if p["name"] == "tiny-top-k").items()
+    assert {"name": "tiny-first-k", "plugin": "topk"}.items() <= next(p for p in listed
+                                                                    if p["name"] == "tiny-first-k").items()
     # a preset value for a component that is not selected is ignored; an explicit one is an error
-    assert "top_k" not in configure({"decoder": "greedy"}, preset="tiny-top-k").to_dict()
+    assert "first_k" not in configure({"decoder": "greedy"}, preset="tiny-first-k").to_dict()
 
 
 def test_the_option_comes_back_from_the_checkpoint(topk_plugin, tmp_path):
     out = tmp_path / "run"
-    assert invoke("run", *TINY, "--decoder", "top-k", "--top-k", "1", "--out", out).exit_code == 0
+    assert invoke("run", *TINY, "--decoder", "first-k", "--first-k", "1", "--out", out).exit_code == 0
     topk_plugin.SEEN.clear()
     reloaded = seqkit.load(out)
-    assert reloaded.config.decoder == "top-k" and reloaded.config.top_k == 1
+    assert reloaded.config.decoder == "first-k" and reloaded.config.first_k == 1
     sampled = invoke("generate", out, "--prefix", "the", "--length", "20")
     assert sampled.exit_code == 0, sampled.output
     assert topk_plugin.SEEN and set(topk_plugin.SEEN) == {1}
     greedy = invoke("generate", out, "--prefix", "the", "--length", "20", "--decoder", "greedy")
     assert sampled.output == greedy.output  # top-1 is greedy
-    assert invoke("generate", out, "--top-k", "3", "--seed", "1").exit_code == 0
+    assert invoke("generate", out, "--first-k", "3", "--seed", "1").exit_code == 0
     assert set(topk_plugin.SEEN) == {1, 3}
-    assert "--top-k" in invoke("generate", "--help").output
+    assert "--first-k" in invoke("generate", "--help").output
 
 
 def test_run_help_lists_component_options_grouped(topk_plugin):
     result = invoke("run", "--help")
     assert result.exit_code == 0
     text = result.output
-    assert "decoder top-k (plugin topk)" in text and "--top-k INTEGER" in text
+    assert "decoder first-k (plugin topk)" in text and "--first-k INTEGER" in text
     assert "clipper norm (plugin clippers)" in text and "--clip-theta NUMBER" in text
     assert "How many of the most likely tokens" in text and "default: 10" in text
 
@@ -179,13 +179,13 @@ def test_help_imports_no_framework():
 
 
 @pytest.mark.parametrize("args, fragments", [
-    (["--top-kk", "3"], ["No such option '--top-kk'", "'--top-k'"]),
+    (["--first-kk", "3"], ["No such option '--first-kk'", "'--first-k'"]),
     (["--temperature", "0.5"], ["--temperature is used by decoder 'temperature', not by the selected decoder "
                                 "'greedy': add --decoder temperature or leave --temperature out"]),
     (["--clipper", "none", "--clip-theta", "2"], ["--clip-theta is used by clipper 'norm'"]),
-    (["--decoder", "top-k", "--top-k", "0"], ["--top-k must be >= 1, got 0"]),
-    (["--decoder", "topk"], ["unknown decoder 'topk' for --decoder; choose one of: alpha, greedy, temperature, "
-                             "top-k"]),
+    (["--decoder", "first-k", "--first-k", "0"], ["--first-k must be >= 1, got 0"]),
+    (["--decoder", "topk"], ["unknown decoder 'topk'", "choose one of: alpha, beam, first-k, greedy, temperature, "
+                             "top-k, top-p"]),
     (["--preset", "d2l-2018"], ["unknown preset 'd2l-2018' (did you mean 'd2l-2019'?)"]),
     (["--lr", "nan"], ["--lr must be > 0, got nan"]),
 ])
@@ -220,17 +220,17 @@ def test_config_file_mistakes(tmp_path):
 
 
 def test_print_config_round_trips(topk_plugin, tmp_path):
-    first = invoke("run", "--print-config", "--decoder", "top-k", "--top-k", "3", "--hidden", "64",
+    first = invoke("run", "--print-config", "--decoder", "first-k", "--first-k", "3", "--hidden", "64",
                    "--prefix", "the", "--prefix", "time", "--corpus-file", str(tmp_path / "x.txt"))
     assert first.exit_code == 0, first.output
-    assert "top_k = 3" in first.output and "# decoder 'top-k'" in first.output
+    assert "first_k = 3" in first.output and "# decoder 'first-k'" in first.output
     saved = tmp_path / "resolved.toml"
     saved.write_text(first.output)
     second = invoke("run", "--config", saved, "--print-config")
     assert second.exit_code == 0, second.output
     assert second.output == first.output
     assert configure({}, config=saved).to_dict() == configure(
-        {"decoder": "top-k", "top_k": 3, "hidden": 64, "prefix": ["the", "time"],
+        {"decoder": "first-k", "first_k": 3, "hidden": 64, "prefix": ["the", "time"],
          "corpus_file": str(tmp_path / "x.txt")}).to_dict()
 
 
@@ -281,13 +281,13 @@ def test_a_component_option_may_not_shadow_a_core_option():
 
 def test_a_checkpoint_needing_a_missing_plugin_names_it(topk_plugin, tmp_path):
     out = tmp_path / "run"
-    assert invoke("run", *TINY, "--decoder", "top-k", "--out", out).exit_code == 0
+    assert invoke("run", *TINY, "--decoder", "first-k", "--out", out).exit_code == 0
     registry = build_registry(extra_plugins=[("topk", object())])  # the plugin is gone
-    with pytest.raises(CheckpointError, match="this checkpoint needs decoder 'top-k' from plugin 'topk', which is "
+    with pytest.raises(CheckpointError, match="this checkpoint needs decoder 'first-k' from plugin 'topk', which is "
                                               "not installed here"):
         seqkit.load(out, registry=registry)
     assert seqkit.load(out, registry=registry, decoder="greedy").predict("the", length=3)
-    with pytest.raises(CheckpointError, match="cannot resume .*decoder 'top-k' from plugin 'topk'"):
+    with pytest.raises(CheckpointError, match="cannot resume .*decoder 'first-k' from plugin 'topk'"):
         seqkit.train(resume=out, epochs=2, registry=registry)
 
 
