@@ -10,11 +10,10 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Sequence
 
-import numpy as np
-
 from seqkit.options import Option
 
 if TYPE_CHECKING:
+    import numpy as np
     from seqkit.network import ModelSpec, Network
 
 Array = Any
@@ -137,6 +136,7 @@ class Backend(ABC):
 
         This default computes through NumPy and copies back (correct everywhere, slow on devices);
         backends override it with native in-place ops."""
+        import numpy as np
         bc1, bc2 = 1.0 - beta1 ** step, 1.0 - beta2 ** step
         for name, grad in grads.items():
             g = self.to_numpy(grad)

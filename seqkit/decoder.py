@@ -3,21 +3,23 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Callable, ClassVar
-
-import numpy as np
+from typing import TYPE_CHECKING, Callable, ClassVar
 
 from seqkit.options import Option
 
-Advance = Callable[[np.ndarray, np.ndarray], np.ndarray]
+Advance = Callable[["np.ndarray", "np.ndarray"], "np.ndarray"]
 """``advance(rows, tokens) -> logits``: continue sequence ``rows[i]`` of the current batch with token
 ``tokens[i]`` (both int arrays of length k); the k continued sequences become the new batch, in
 that order, and their next-token logits come back as a float array of shape (k, V). A row may be
 named several times (beam search copies a hypothesis) or not at all (it is dropped)."""
 
+if TYPE_CHECKING:
+    import numpy as np
+
 
 def softmax(logits: np.ndarray) -> np.ndarray:
     """Numerically stable softmax over the last axis, in float64."""
+    import numpy as np
     z = np.asarray(logits, dtype=np.float64)
     z = np.exp(z - z.max(axis=-1, keepdims=True))
     return z / z.sum(axis=-1, keepdims=True)
@@ -25,6 +27,7 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 
 def log_softmax(logits: np.ndarray) -> np.ndarray:
     """Numerically stable log-softmax over the last axis, in float64."""
+    import numpy as np
     z = np.asarray(logits, dtype=np.float64)
     z = z - z.max(axis=-1, keepdims=True)
     return z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
@@ -33,6 +36,7 @@ def log_softmax(logits: np.ndarray) -> np.ndarray:
 def row_generators(rng: np.random.Generator, n: int) -> list[np.random.Generator]:
     """``rng`` and n - 1 independent generators derived from its state without advancing it
     (jumped-ahead copies where the bit generator can jump, else seeded from a copy's draws)."""
+    import numpy as np
     bitgen = rng.bit_generator
     if hasattr(bitgen, "jumped"):
         return [rng] + [np.random.Generator(bitgen.jumped(i)) for i in range(1, n)]
@@ -61,6 +65,7 @@ class Decoder(ABC):
 
     def choose(self, logits: np.ndarray, rng: np.random.Generator) -> int:
         """Draw one token id from `distribution` by inverting its CDF with one uniform draw."""
+        import numpy as np
         probs = self.distribution(logits)
         index = int(np.searchsorted(np.cumsum(probs), rng.random() * probs.sum(), side="right"))
         return min(index, len(probs) - 1)
@@ -73,6 +78,7 @@ class Decoder(ABC):
         its own token. Sequence 0 draws from ``rng`` itself and sequence i from ``rng`` jumped ahead
         i times, so a seed fixes the text and the first of n samples is the single sample.
         Override it to own the search."""
+        import numpy as np
         n = len(logits)
         out: list[list[int]] = [[] for _ in range(n)]
         rows = np.arange(n)

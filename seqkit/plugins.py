@@ -199,11 +199,14 @@ def make_plugin_manager(
         allowed = None if wanted is None else _names(wanted)
         disabled = _names(os.environ.get(DISABLE_ENV, ""))
         seen: set[str] = set()
+        dist_names: dict[int, str | None] = {}  # reading a distribution's METADATA is the slow part
         for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
             if (allowed is not None and ep.name not in allowed) or ep.name in seen or ep.name in replaced:
                 continue
             seen.add(ep.name)
-            dist = ep.dist.metadata["Name"] if ep.dist is not None else None
+            if id(ep.dist) not in dist_names:
+                dist_names[id(ep.dist)] = ep.dist.metadata["Name"] if ep.dist is not None else None
+            dist = dist_names[id(ep.dist)]
             if ep.name in disabled:
                 infos.append(PluginInfo(name=ep.name, origin=ep.value, dist=dist, disabled=True))
                 continue

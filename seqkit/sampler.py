@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import ClassVar, Iterator
-
-import numpy as np
+from typing import TYPE_CHECKING, ClassVar, Iterator
 
 from seqkit.options import Option
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 class Sampler(ABC):

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from seqkit import Decoder, Option
 from seqkit.decoder import Advance, log_softmax
 from seqkit_decoders.sampling import GreedyDecoder
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 @dataclass
@@ -38,6 +40,7 @@ class BeamDecoder(Decoder):
         return GreedyDecoder().distribution(logits)
 
     def search(self, logits: np.ndarray, advance: Advance, length: int, rng: np.random.Generator) -> list[list[int]]:
+        import numpy as np
         beams = [[Hypothesis([], 0.0, r)] for r in range(len(logits))]
         for i in range(length):
             log_probs = log_softmax(logits)
@@ -56,6 +59,7 @@ class BeamDecoder(Decoder):
     def _extend(self, hyps: list[Hypothesis], log_probs: np.ndarray) -> list[Hypothesis]:
         """The ``beam_width`` best one-token extensions of ``hyps``, best first (ties: earlier
         hypothesis, then lower token id)."""
+        import numpy as np
         vocab = log_probs.shape[1]
         scores = np.concatenate([hyp.score + log_probs[hyp.row] for hyp in hyps])
         best = np.argsort(-scores, kind="stable")[: self.beam_width]

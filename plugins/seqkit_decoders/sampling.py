@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-import numpy as np
+from typing import TYPE_CHECKING
 
 from seqkit import Decoder, Option
 from seqkit.decoder import softmax
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 class GreedyDecoder(Decoder):
@@ -15,11 +18,13 @@ class GreedyDecoder(Decoder):
     description = "argmax"
 
     def distribution(self, logits: np.ndarray) -> np.ndarray:
+        import numpy as np
         probs = np.zeros(len(logits))
         probs[int(np.argmax(logits))] = 1.0
         return probs
 
     def choose(self, logits: np.ndarray, rng: np.random.Generator) -> int:
+        import numpy as np
         return int(np.argmax(logits))
 
 
@@ -34,6 +39,7 @@ class TemperatureDecoder(Decoder):
         self.temperature = float(temperature)
 
     def distribution(self, logits: np.ndarray) -> np.ndarray:
+        import numpy as np
         if self.temperature == 0:
             return GreedyDecoder().distribution(logits)
         z = np.asarray(logits, dtype=np.float64)
@@ -47,6 +53,7 @@ class TemperatureDecoder(Decoder):
         return p / total
 
     def choose(self, logits: np.ndarray, rng: np.random.Generator) -> int:
+        import numpy as np
         if self.temperature == 0:
             return int(np.argmax(logits))
         return super().choose(logits, rng)
@@ -63,6 +70,7 @@ class AlphaDecoder(Decoder):
         self.alpha = float(alpha)
 
     def distribution(self, logits: np.ndarray) -> np.ndarray:
+        import numpy as np
         with np.errstate(over="ignore", under="ignore", invalid="ignore"):
             p = softmax(logits) ** self.alpha
             total = p.sum()

@@ -3,14 +3,18 @@ probability p (top-p, nucleus sampling; Holtzman et al., 2020)."""
 
 from __future__ import annotations
 
-import numpy as np
+from typing import TYPE_CHECKING
 
 from seqkit import Decoder, Option
 from seqkit.decoder import softmax
 
+if TYPE_CHECKING:
+    import numpy as np
+
 
 def _ranked(probs: np.ndarray) -> np.ndarray:
     """Token ids from most to least likely; ties keep the lower id first (as argmax does)."""
+    import numpy as np
     return np.argsort(-probs, kind="stable")
 
 
@@ -25,6 +29,7 @@ class TopKDecoder(Decoder):
         self.top_k = int(top_k)
 
     def distribution(self, logits: np.ndarray) -> np.ndarray:
+        import numpy as np
         probs = softmax(logits)
         keep = _ranked(probs)[: self.top_k]
         out = np.zeros_like(probs)
@@ -45,6 +50,7 @@ class TopPDecoder(Decoder):
         self.top_p = float(top_p)
 
     def distribution(self, logits: np.ndarray) -> np.ndarray:
+        import numpy as np
         probs = softmax(logits)
         order = _ranked(probs)
         mass = np.cumsum(probs[order])

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Iterator
-
-import numpy as np
+from typing import TYPE_CHECKING, Iterator
 
 from seqkit import Option, Sampler
 
 RANDOM_OFFSET = Option("random_offset", bool, True,
                        "Start each epoch's partition at a random offset (d2l 2nd ed.) or at 0 (d2l-zh, 1st ed.).")
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 class RandomSampler(Sampler):
@@ -26,6 +27,7 @@ class RandomSampler(Sampler):
         self.random_offset = random_offset
 
     def batches(self, tokens, batch_size, num_steps, rng) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        import numpy as np
         offset = int(rng.integers(0, num_steps)) if self.random_offset else 0
         corpus = np.asarray(tokens, dtype=np.int64)[offset:]
         num_subseqs = (len(corpus) - 1) // num_steps
@@ -55,6 +57,7 @@ class SequentialSampler(Sampler):
         self.random_offset = random_offset
 
     def batches(self, tokens, batch_size, num_steps, rng) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        import numpy as np
         offset = int(rng.integers(0, num_steps + 1)) if self.random_offset else 0
         corpus = np.asarray(tokens, dtype=np.int64)
         num_tokens = ((len(corpus) - offset - 1) // batch_size) * batch_size
