@@ -26,6 +26,7 @@ from seqkit.checkpoint import (
 from seqkit.config import CORE_OPTIONS, KIND_OPTIONS, RunConfig, resolve
 from seqkit.configfile import read_config_file
 from seqkit.dataset import Dataset, load_dataset
+from seqkit import distributed
 from seqkit.engine import FitState, TrainSettings, evaluate, fit, predict
 from seqkit.errors import ConfigError, DataError, DivergedError, SeqkitError, TrainingInterrupted
 from seqkit.network import GenericNetwork, ModelSpec, Network
@@ -228,6 +229,8 @@ def train(
     training with a checkpoint and raises `TrainingInterrupted` (as does Ctrl-C)."""
     registry = registry or get_registry()
     printer = None
+    if progress is True and not distributed.is_main_process():
+        progress = False  # data-parallel: only rank 0 prints
     if progress is True:
         from seqkit.console import RunPrinter
 
@@ -265,6 +268,9 @@ def _train(notify: Progress, registry: Registry, resume: str | Path | None,
         check_resume_data(ckpt, data.vocab, fingerprint)
     spec = ModelSpec(spec_cell, len(data.vocab), run_config.hidden, run_config.embedding)
     network = make_network(parts.backend, spec, run_config.impl)
+    parallel = distributed.setup(parts.backend, run_config.batch_size)  # None in one process
+    if parallel is not None:
+        network = distributed.ShardedNetwork(network, parallel)
 
     # 4. initialise or restore
     if ckpt is None:
@@ -272,17 +278,20 @@ def _train(notify: Progress, registry: Registry, resume: str | Path | None,
     else:
         ckpt.check_model(spec, run_config.batch_size)
         run = _restored_run(ckpt, run_config, network, registry, None)
+        run.fit_state = distributed.shard_fit_state(parallel, run.fit_state)
     run.data_info = fingerprint
     for prefix in run.prefixes:
         run.prefix_ids(prefix)  # fail on unseen prefix tokens before training, not after
-    run.out_dir = prepare_out_dir(run_config.out) if run_config.out else None  # only once all checks passed
+    main = parallel is None or parallel.world.is_main  # data-parallel: only rank 0 writes
+    run.out_dir = prepare_out_dir(run_config.out) if run_config.out and main else None  # once all checks passed
     out_dir = run.out_dir
 
     # 5. fit
     info = _start_info(run, data, spec, ckpt, parts.sampler)
     notify("start", info)
     sampler_rng = np.random.default_rng(seed_streams(run_config.seed)["sampler"])
-    recorder = _Recorder(run, info, notify, run.prefixes, sampler_rng, should_stop)
+    recorder = _Recorder(run, info, notify, run.prefixes, sampler_rng, distributed.agreed_stop(parallel, should_stop),
+                         parallel)
     settings = TrainSettings(
         epochs=run_config.epochs, batch_size=run_config.batch_size, num_steps=run_config.num_steps,
         lr=run_config.lr, lr_decay=run_config.lr_decay, lr_decay_every=run_config.lr_decay_every,
@@ -307,7 +316,9 @@ def _train(notify: Progress, registry: Registry, resume: str | Path | None,
 
     # 6. save
     recorder.save(FitState(run_config.epochs, sampler_rng=sampler_rng.bit_generator.state))
-    samples = [run.predict(prefix) for prefix in run.prefixes]
+    if parallel is not None:
+        run.network = network.inner  # training is over: the Run predicts and evaluates alone
+    samples = [run.predict(prefix) for prefix in run.prefixes] if main else []
     for sample in samples:
         notify("sample", sample)
     recorder.write_summary(samples)
@@ -381,8 +392,11 @@ class _Recorder:
     """A training run's side effects: metrics.jsonl, samples, checkpoints, summary.json, stop requests."""
 
     def __init__(self, run: Run, info: dict, notify: Progress, prefixes: list[str],
-                 sampler_rng: np.random.Generator, should_stop: Callable[[], int | None] | None) -> None:
+                 sampler_rng: np.random.Generator, should_stop: Callable[[], int | None] | None,
+                 parallel: distributed.DataParallel | None = None) -> None:
         self.run, self.info, self.notify, self.prefixes = run, info, notify, prefixes
+        self.parallel = parallel
+        self.agreed_stop = False  # data-parallel: every rank stopped at the same minibatch
         self.sampler_rng = sampler_rng
         self.should_stop = should_stop
         self.out_dir = run.out_dir
@@ -406,7 +420,7 @@ class _Recorder:
         return self.last_checkpoint if self.stopped else None
 
     def save(self, state: FitState) -> None:
-        self.run.fit_state = state
+        self.run.fit_state = state = distributed.gather_fit_state(self.parallel, state)
         if self.out_dir:
             self.saved.append(self.run.save(self.out_dir))
             self.notify("checkpoint", str(self.saved[-1]))
@@ -417,7 +431,8 @@ class _Recorder:
         if self.metrics_path:
             append_jsonl(self.metrics_path, row)
         self.notify("epoch", row)
-        if row["epoch"] % config.sample_every == 0 and row["epoch"] != config.epochs:
+        main = self.parallel is None or self.parallel.world.is_main
+        if main and row["epoch"] % config.sample_every == 0 and row["epoch"] != config.epochs:
             for prefix in self.prefixes:
                 self.notify("sample", self.run.predict(prefix))
         every = config.checkpoint_every
@@ -428,9 +443,13 @@ class _Recorder:
         self.notify("step", state)
         signum = self.should_stop() if self.should_stop else None
         if signum:
+            self.agreed_stop = True
             raise TrainingInterrupted(signum)
 
     def on_interrupt(self, state: FitState) -> None:
+        if self.parallel is not None and not self.agreed_stop:
+            self.failure = "this rank stopped at once, apart from the others"  # a save would wait for them
+            return
         try:
             self.save(state)
             self.stopped = state
