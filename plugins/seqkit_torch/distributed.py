@@ -73,8 +73,7 @@ class TorchDataParallel(DataParallel):
         return float(parts[-1]), averaged
 
     def average_scalar(self, value: float) -> float:
-        buf = torch.tensor([value], dtype=torch.float64 if self.device.type == "cpu" else torch.float32,
-                           device=self.device)
+        buf = torch.tensor([value], dtype=torch.float64, device=self.device)
         self._run("averaging the loss", lambda: dist.all_reduce(buf, op=dist.ReduceOp.SUM))
         return float(buf) / self.world.world_size
 
