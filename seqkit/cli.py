@@ -227,7 +227,7 @@ def run(ctx: click.Context, preset: str | None, config_file: str | None, print_c
                                   header="# seqkit run --config FILE reads this back\n"), nl=False)
         return
     if nproc is not None and nproc != 1:
-        _launch_ranks(nproc, options, preset, config_file, resume)
+        sys.exit(_launch_ranks(nproc, options, preset, config_file, resume))
     if resume is not None:
         if "out" not in options and run_dir_of(locate(resume)) is None:
             options["out"] = str(default_out_dir("resumed", options.get("backend", "numpy")))
@@ -263,8 +263,8 @@ def _repeat_grace() -> float:
 
 
 def _launch_ranks(nproc: int, options: dict[str, Any], preset: str | None, config_file: str | None,
-                  resume: str | None) -> None:
-    """``seqkit run --nproc N``: check what can be checked here, then become torchrun (no return)."""
+                  resume: str | None) -> int:
+    """``seqkit run --nproc N``: check what can be checked here, run the ranks, return their status."""
     from seqkit.api import configure
     from seqkit.distributed import check_world, launch, without_option
 
@@ -273,7 +273,7 @@ def _launch_ranks(nproc: int, options: dict[str, Any], preset: str | None, confi
     if resume is None:
         resolved = configure(options, preset, config_file)
         check_world(resolved.backend, resolved.batch_size, nproc)
-    launch(nproc, without_option(sys.argv[1:], "--nproc"))
+    return launch(nproc, without_option(sys.argv[1:], "--nproc"))
 
 
 @main.command(cls=SchemaCommand, core=("backend", "impl", "decoder", "prefix"), kinds=("backend", "decoder"))

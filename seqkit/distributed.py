@@ -17,11 +17,14 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import os
+import signal
+import socket
+import subprocess
 import sys
 from abc import ABC, abstractmethod
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Iterator, NoReturn, Sequence
+from typing import TYPE_CHECKING, Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -215,19 +218,42 @@ def agreed_stop(parallel: DataParallel | None,
     return lambda: parallel.agree_stop(should_stop() if should_stop else None)
 
 
-def launch(nproc: int, argv: Sequence[str]) -> NoReturn:
-    """Replace this process by ``torchrun --standalone --nproc_per_node NPROC -m seqkit ARGV``."""
+def launch(nproc: int, argv: Sequence[str]) -> int:
+    """Run ``python -m seqkit ARGV`` as ``nproc`` ranks on this machine and return the exit status.
+
+    The ranks get the environment ``torchrun --standalone`` gives them (``env://`` rendezvous on a
+    free localhost port). Started here rather than through torchrun because its agent turns a
+    Ctrl-C into a traceback and exit status 1; the ranks get the terminal's signals themselves,
+    and a signal sent to this process alone is passed on to them."""
     if world_from_env() is not None:
         raise ConfigError("--nproc starts the ranks itself: leave it out when running under torchrun")
     if importlib.util.find_spec("torch") is None:
         raise ConfigError("--nproc needs torch (distributed training is a torch feature): pip install 'seqkit[torch]'")
-    env = dict(os.environ)
-    env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-               "-m", "seqkit", *argv]
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    base = dict(os.environ, MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE=str(nproc),
+                LOCAL_WORLD_SIZE=str(nproc), GROUP_RANK="0", ROLE_RANK="0", ROLE_WORLD_SIZE=str(nproc))
+    base.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
     sys.stdout.flush()
     sys.stderr.flush()
-    os.execve(sys.executable, command, env)
+    procs = [subprocess.Popen([sys.executable, "-m", "seqkit", *argv],
+                              env={**base, "RANK": str(rank), "LOCAL_RANK": str(rank), "ROLE_RANK": str(rank)})
+             for rank in range(nproc)]
+
+    def forward(signum: int, frame: object) -> None:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.send_signal(signum)
+
+    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        codes = [proc.wait() for proc in procs]
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    codes = [128 - code if code < 0 else code for code in codes]
+    return codes[0] or next((code for code in codes if code), 0)
 
 
 def without_option(argv: Sequence[str], flag: str) -> list[str]:

@@ -83,12 +83,14 @@ def wait_for_rows(out: Path, count: int, procs: list[subprocess.Popen], limit_s:
 
 
 def test_two_ranks_match_one_process_and_resume_in_one(corpora_dir, tmp_path):
-    """``seqkit run --nproc 2`` (torchrun, gloo, --impl scratch, float32) gives every epoch's numbers
-    of one process with the same global batch; only rank 0 prints; the checkpoint goes on in one process."""
+    """2 ranks under torchrun (gloo, --impl scratch, float32) give every epoch's numbers of one
+    process with the same global batch; only rank 0 prints; the checkpoint goes on in one process."""
     options = dict(RUN, backend="torch", impl="scratch", epochs=2, val_fraction=0.1)
     out = tmp_path / "two"
-    done = subprocess.run([sys.executable, "-m", "seqkit", "run", "--nproc", "2", "-q", *flags(options),
-                           "--out", str(out)], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                           "-m", "seqkit", "run", "-q", *flags(options), "--out", str(out)],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300, env=env)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.count("Done.") == 1, done.stdout  # rank 1 is silent
 
@@ -122,6 +124,22 @@ def test_sigterm_on_one_rank_stops_both_with_a_checkpoint_that_resumes_on_numpy(
     resumed = seqkit.train(progress=False, resume=out, out=str(tmp_path / "resumed"), backend="numpy")
     whole = seqkit.train(progress=False, **numpy_options)
     assert_same_history(resumed.history, whole.history, rtol=1e-9)
+
+
+def test_nproc_starts_the_ranks_and_passes_a_signal_on(corpora_dir, tmp_path):
+    """``seqkit run --nproc 2``: SIGINT to the launcher alone reaches both ranks; one message, exit 130."""
+    out = tmp_path / "nproc"
+    launcher = subprocess.Popen([sys.executable, "-m", "seqkit", "run", "--nproc", "2", "-q",
+                                 *flags(dict(RUN, backend="torch", epochs=1000)), "--out", str(out)],
+                                cwd=tmp_path, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    wait_for_rows(out, 1, [launcher])
+    launcher.send_signal(signal.SIGINT)
+    stdout, stderr = launcher.communicate(timeout=120)
+    assert launcher.returncode == 130, stderr
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert lines[-1].startswith("Interrupted: SIGINT: stopped") and "Traceback" not in stderr, stderr
+    assert sum(line.startswith("Interrupted") for line in lines) == 1 and not stdout.strip(), stderr  # -q: silent until done
+    assert json.loads((out / "checkpoint" / "state.json").read_text())["training"]["epoch"] >= 1
 
 
 def test_a_dead_rank_stops_the_others_with_one_line(corpora_dir, tmp_path):
