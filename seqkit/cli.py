@@ -204,7 +204,7 @@ def main() -> None:
               help="Continue the run checkpointed in this folder; options given change only what may change.")
 @click.option("--quiet", "-q", is_flag=True, help="Print only errors and the final summary.")
 @click.option("--nproc", type=int, default=None, metavar="N",
-              help="Train data-parallel in N processes on this machine (torch; starts torchrun).")
+              help="Train data-parallel in N processes here (torch.distributed; see docs/distributed.md).")
 @click.pass_context
 @friendly_errors
 def run(ctx: click.Context, preset: str | None, config_file: str | None, print_config: bool, resume: str | None,
