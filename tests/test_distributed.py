@@ -142,6 +142,21 @@ def test_nproc_starts_the_ranks_and_passes_a_signal_on(corpora_dir, tmp_path):
     assert json.loads((out / "checkpoint" / "state.json").read_text())["training"]["epoch"] >= 1
 
 
+def test_a_one_process_checkpoint_resumes_on_two_ranks(corpora_dir, tmp_path):
+    """Stopped mid-epoch in one process (carried state of 4 rows), continued by ``--nproc 2``
+    (each rank takes its 2 rows): the same numbers as one uninterrupted process."""
+    options = dict(RUN, backend="torch", dtype="float64", lr=0.3, epochs=3)
+    steps = iter(range(1000))
+    with pytest.raises(KeyboardInterrupt):
+        seqkit.train(progress=False, out=str(tmp_path / "one"), **options,
+                     should_stop=lambda: signal.SIGTERM if next(steps) == 100 else None)
+    assert json.loads((tmp_path / "one" / "checkpoint" / "state.json").read_text())["training"]["position"]
+    done = subprocess.run([sys.executable, "-m", "seqkit", "run", "--nproc", "2", "-q", "--resume", "one",
+                           "--out", "two"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert_same_history(rows(tmp_path / "two"), seqkit.train(progress=False, **options).history, rtol=1e-9)
+
+
 def test_a_dead_rank_stops_the_others_with_one_line(corpora_dir, tmp_path):
     options = dict(RUN, backend="torch", epochs=1000)
     out = tmp_path / "dead"
