@@ -21,7 +21,7 @@ import seqkit
 from seqkit.cli import StopSignals, main
 from seqkit.distributed import check_world, without_option, world_from_env
 from seqkit.errors import ConfigError
-from tests.helpers import assert_clean_error
+from helpers import assert_clean_error
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("torch.distributed")
