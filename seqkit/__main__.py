@@ -1,6 +1,6 @@
-"""``python -m seqkit``: the command line (also what ``torchrun -m seqkit`` runs)."""
+"""``python -m seqkit``: the command line (what torchrun starts with ``-m seqkit``)."""
 
 from seqkit.cli import main
 
 if __name__ == "__main__":
-    main()
+    main(prog_name="seqkit")

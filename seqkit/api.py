@@ -26,6 +26,7 @@ from seqkit.checkpoint import (
 from seqkit.config import CORE_OPTIONS, KIND_OPTIONS, RunConfig, resolve
 from seqkit.configfile import read_config_file
 from seqkit.dataset import Dataset, load_dataset
+from seqkit import distributed
 from seqkit.engine import FitState, TrainSettings, evaluate, fit, perplexity
 from seqkit.engine import sample as sample_ids
 from seqkit.errors import ConfigError, DataError, DivergedError, SeqkitError, TrainingInterrupted
@@ -68,16 +69,17 @@ def configure(
     options: Mapping[str, Any] | None = None, preset: str | None = None, config: str | Path | None = None,
     registry: Registry | None = None,
 ) -> RunConfig:
-    """The resolved configuration of a run: the declared defaults, then the ``preset``'s values,
-    then the ``config`` file's, then ``options`` (set explicitly, so an option no selected
-    component uses is an error)."""
+    """The resolved configuration of a run: the declared defaults, the corpus' recommended values
+    (not under a preset: a preset is the whole recipe), then the ``preset``'s values, then the
+    ``config`` file's, then ``options`` (set explicitly, so an option no selected component uses
+    is an error)."""
     registry = registry or get_registry()
     base: dict[str, Any] = {}
     if preset is not None:
         base.update(registry.preset(preset).values)
     if config is not None:
         base.update(read_config_file(config))
-    return resolve(registry, dict(options or {}), base=base)
+    return resolve(registry, dict(options or {}), base=base, corpus_defaults=preset is None)
 
 
 @dataclass
@@ -267,6 +269,8 @@ def train(
     training with a checkpoint and raises `TrainingInterrupted` (as does Ctrl-C)."""
     registry = registry or get_registry()
     printer = None
+    if progress is True and not distributed.is_main_process():
+        progress = False  # data-parallel: only rank 0 prints
     if progress is True:
         from seqkit.console import RunPrinter
 
@@ -305,6 +309,9 @@ def _train(notify: Progress | None, registry: Registry, resume: str | Path | Non
     spec = ModelSpec(spec_cell, len(data.vocab), run_config.hidden, run_config.embedding)
     check_memory(run_config, spec, parts.backend, parts.optimizer, parts.sampler, len(data.train_ids))
     network = make_network(parts.backend, spec, run_config.impl)
+    parallel = distributed.setup(parts.backend, run_config.batch_size)  # None in one process
+    if parallel is not None:
+        network = distributed.ShardedNetwork(network, parallel)
 
     # 4. initialise or restore
     if ckpt is None:
@@ -312,26 +319,31 @@ def _train(notify: Progress | None, registry: Registry, resume: str | Path | Non
     else:
         ckpt.check_model(spec, run_config.batch_size)
         run = _restored_run(ckpt, run_config, network, registry, None)
+        run.fit_state = distributed.shard_fit_state(parallel, run.fit_state)
     run.data_info = fingerprint
     for prefix in run.prefixes:
         run.prefix_ids(prefix)  # fail on unseen prefix tokens before training, not after
-    run.out_dir = prepare_out_dir(run_config.out) if run_config.out else None  # only once all checks passed
+    main = parallel is None or parallel.world.is_main  # data-parallel: only rank 0 writes
+    run.out_dir = prepare_out_dir(run_config.out) if run_config.out and main else None  # once all checks passed
 
     # 5. fit, watched by the progress callback and the selected loggers
     info = _start_info(run, data, spec, ckpt, parts.sampler)
     observers = [_ProgressObserver(notify)] if notify else []
-    observers += [registry.create("logger", name, **run_config.component_options("logger", name))
-                  for name in run_config.logger or []]
+    if main:  # data-parallel: the other ranks log nothing
+        observers += [registry.create("logger", name, **run_config.component_options("logger", name))
+                      for name in run_config.logger or []]
     with registry.watching(observers):
-        return _fit_and_save(run, data, parts, info, should_stop)
+        return _fit_and_save(run, data, parts, info, should_stop, parallel)
 
 
 def _fit_and_save(run: Run, data: Dataset, parts: Components, info: dict,
-                  should_stop: Callable[[], int | None] | None) -> Run:
+                  should_stop: Callable[[], int | None] | None, parallel: distributed.DataParallel | None) -> Run:
     run_config, network, out_dir, hook = run.config, run.network, run.out_dir, run.registry.hook
+    main = parallel is None or parallel.world.is_main
     hook.seqkit_run_started(run=run, info=info)
     sampler_rng = np.random.default_rng(seed_streams(run_config.seed)["sampler"])
-    recorder = _Recorder(run, info, run.prefixes, sampler_rng, should_stop, data.val_ids)
+    recorder = _Recorder(run, info, run.prefixes, sampler_rng, distributed.agreed_stop(parallel, should_stop),
+                         data.val_ids, parallel)
     settings = TrainSettings(
         epochs=run_config.epochs, batch_size=run_config.batch_size, num_steps=run_config.num_steps,
         lr=run_config.lr, schedule=parts.schedule, steps_per_epoch=info["batches_per_epoch"],
@@ -368,7 +380,9 @@ def _fit_and_save(run: Run, data: Dataset, parts: Components, info: dict,
 
     # 6. save
     recorder.save(FitState(run_config.epochs, sampler_rng=sampler_rng.bit_generator.state))
-    samples = [recorder.sample(prefix, run_config.epochs) for prefix in run.prefixes]
+    if parallel is not None:
+        run.network = network.inner  # training is over: the Run predicts and evaluates alone
+    samples = [recorder.sample(prefix, run_config.epochs) for prefix in run.prefixes] if main else []
     recorder.write_summary(samples)
     recorder.write_plot()
     hook.seqkit_run_finished(run=run, status="completed", error=None)
@@ -465,8 +479,11 @@ class _Recorder:
     lifecycle hooks that tell every watcher (metrics.jsonl, the console, loggers) about them."""
 
     def __init__(self, run: Run, info: dict, prefixes: list[str], sampler_rng: np.random.Generator,
-                 should_stop: Callable[[], int | None] | None, val_ids: np.ndarray | None = None) -> None:
+                 should_stop: Callable[[], int | None] | None, val_ids: np.ndarray | None = None,
+                 parallel: distributed.DataParallel | None = None) -> None:
         self.run, self.info, self.prefixes = run, info, prefixes
+        self.parallel = parallel
+        self.agreed_stop = False  # data-parallel: every rank stopped at the same minibatch
         self.val_ids = val_ids if val_ids is not None and len(val_ids) > 1 else None
         self.last_state: FitState = run.fit_state or FitState(epoch=len(run.history))
         self.hook = run.registry.hook
@@ -493,7 +510,7 @@ class _Recorder:
         return self.last_checkpoint if self.stopped else None
 
     def save(self, state: FitState) -> None:
-        self.run.fit_state = state
+        self.run.fit_state = state = distributed.gather_fit_state(self.parallel, state)
         if self.out_dir:
             self.saved.append(self.run.save(self.out_dir))
             self.hook.seqkit_checkpoint_saved(run=self.run, folder=self.saved[-1])
@@ -503,6 +520,8 @@ class _Recorder:
         stop when the patience of ``--early-stop`` is spent."""
         run = self.run
         improved = run.selection.observe(loss, state.epoch + (1 if state.position else 0), run.opt_state.step)
+        if improved:  # every rank: gathering the carried state is collective
+            state = distributed.gather_fit_state(self.parallel, state)
         if self.out_dir is not None:
             append_jsonl(self.out_dir / EVALS_FILE, {
                 "step": run.opt_state.step, "epoch": state.epoch, "position": state.position, "val_loss": loss,
@@ -524,7 +543,8 @@ class _Recorder:
         self.hook.seqkit_epoch_ended(run=self.run, row=row)
         if not config.eval_every and row.get("val_bpc") is not None:
             self.select(row["val_bpc"] * math.log(2), self.last_state)
-        if row["epoch"] % config.sample_every == 0 and row["epoch"] != config.epochs:
+        main = self.parallel is None or self.parallel.world.is_main
+        if main and row["epoch"] % config.sample_every == 0 and row["epoch"] != config.epochs:
             for prefix in self.prefixes:
                 self.sample(prefix, row["epoch"])
         every = config.checkpoint_every
@@ -543,9 +563,13 @@ class _Recorder:
             self.select(result["loss"], state)
         signum = self.should_stop() if self.should_stop else None
         if signum:
+            self.agreed_stop = True
             raise TrainingInterrupted(signum)
 
     def on_interrupt(self, state: FitState) -> None:
+        if self.parallel is not None and not self.agreed_stop:
+            self.failure = "this rank stopped at once, apart from the others"  # a save would wait for them
+            return
         try:
             self.save(state)
             self.stopped = state

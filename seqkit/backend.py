@@ -14,6 +14,7 @@ from seqkit.options import Option
 
 if TYPE_CHECKING:
     import numpy as np
+    from seqkit.distributed import DataParallel, World
     from seqkit.network import ModelSpec, Network
 
 Array = Any
@@ -162,6 +163,12 @@ class Backend(ABC):
     def fused_cells(self) -> tuple[str, ...]:
         """Names of the cells this backend has a fused implementation for."""
         return ()
+
+    def data_parallel(self, world: "World") -> "DataParallel | None":
+        """Join the ranks of a data-parallel run (``world``: this process's rank and the world size)
+        and return the collectives over this backend's arrays, or None when the backend trains in
+        one process only (the default). See `seqkit.distributed`."""
+        return None
 
     def synchronize(self) -> None:
         """Wait for queued device work (for honest timings). A no-op on synchronous backends."""

@@ -12,6 +12,7 @@ import json
 import signal
 import sys
 import threading
+import time
 import traceback
 import weakref
 from typing import Any, Callable, Iterable
@@ -36,19 +37,30 @@ def friendly_errors(command: Callable) -> Callable:
         except SeqkitError as exc:
             raise click.ClickException(str(exc)) from None
         except KeyboardInterrupt as exc:
-            click.echo(f"Interrupted: {exc}" if str(exc) else "Interrupted.", err=True)
+            if _is_main_process():
+                click.echo(f"Interrupted: {exc}" if str(exc) else "Interrupted.", err=True)
             sys.exit(128 + getattr(exc, "signum", signal.SIGINT))
 
     return wrapper
 
 
+def _is_main_process() -> bool:
+    from seqkit.distributed import is_main_process
+
+    return is_main_process()
+
+
 class StopSignals:
     """SIGINT and SIGTERM as a request to stop after the current minibatch (call it to poll).
 
-    `install` while training (main thread only); a second signal stops at once."""
+    `install` while training (main thread only); a second signal stops at once, except within
+    ``repeat_grace`` seconds of the first (torchrun forwards the terminal's Ctrl-C to its ranks,
+    which got it already: the copy is the same request)."""
 
-    def __init__(self) -> None:
+    def __init__(self, repeat_grace: float = 0.0) -> None:
         self.signum: int | None = None
+        self.repeat_grace = repeat_grace
+        self._first = 0.0
         self._previous: dict[int, Any] = {}
 
     def __call__(self) -> int | None:
@@ -67,8 +79,12 @@ class StopSignals:
 
     def _handle(self, signum: int, frame: Any) -> None:
         if self.signum is not None:
+            if time.monotonic() - self._first < self.repeat_grace:
+                return
             raise TrainingInterrupted(signum)
-        self.signum = signum
+        self.signum, self._first = signum, time.monotonic()
+        if not _is_main_process():
+            return
         print(f"\n{signal.Signals(signum).name}: stopping after this minibatch to save a checkpoint "
               "(send it again to stop at once)", file=sys.stderr, flush=True)
 
@@ -201,12 +217,15 @@ def main() -> None:
 @click.option("--resume", type=click.Path(), default=None,
               help="Continue the run checkpointed in this folder; options given change only what may change.")
 @click.option("--quiet", "-q", is_flag=True, help="Print only errors and the final summary.")
+@click.option("--nproc", type=int, default=None, metavar="N",
+              help="Train data-parallel in N processes here (torch.distributed; see docs/distributed.md).")
 @click.pass_context
 @friendly_errors
 def run(ctx: click.Context, preset: str | None, config_file: str | None, print_config: bool, resume: str | None,
-        quiet: bool, **values: Any) -> None:
+        quiet: bool, nproc: int | None, **values: Any) -> None:
     """Train a model, printing perplexity and samples; writes summary.json, metrics.jsonl and
-    checkpoint/. Ctrl-C or SIGTERM saves a checkpoint and exits (130, 143)."""
+    checkpoint/. Ctrl-C or SIGTERM saves a checkpoint and exits (130, 143). Under torchrun (or
+    with --nproc) it trains data-parallel: see docs/distributed.md."""
     from seqkit.api import configure, train
     from seqkit.console import RunPrinter
     from seqkit.output import default_out_dir
@@ -221,6 +240,8 @@ def run(ctx: click.Context, preset: str | None, config_file: str | None, print_c
         click.echo(config_to_toml(configure(options, preset, config_file),
                                   header="# seqkit run --config FILE reads this back\n"), nl=False)
         return
+    if nproc is not None and nproc != 1:
+        sys.exit(_launch_ranks(nproc, options, preset, config_file, resume))
     if resume is not None:
         if "out" not in options and run_dir_of(locate(resume)) is None:
             options["out"] = str(default_out_dir("resumed", options.get("backend", "numpy")))
@@ -229,12 +250,14 @@ def run(ctx: click.Context, preset: str | None, config_file: str | None, print_c
         if resolved.out is None:
             options["out"] = str(default_out_dir(resolved.corpus, resolved.backend))
     printer = RunPrinter(quiet=quiet)
-    stop = StopSignals()
+    main_rank = _is_main_process()  # data-parallel: only rank 0 prints
+    stop = StopSignals(repeat_grace=_repeat_grace())
 
     def progress(event: str, payload: Any) -> None:
         if event == "start":
             stop.install()  # only while training: before, Ctrl-C simply aborts
-        printer(event, payload)
+        if main_rank:
+            printer(event, payload)
 
     try:
         result = train(progress=progress, resume=resume, should_stop=stop, preset=preset, config=config_file,
@@ -242,7 +265,29 @@ def run(ctx: click.Context, preset: str | None, config_file: str | None, print_c
     finally:
         stop.restore()
         printer.close()
-    printer.done(str(result.out_dir) if result.out_dir else None)
+    if main_rank:
+        printer.done(str(result.out_dir) if result.out_dir else None)
+
+
+def _repeat_grace() -> float:
+    """Seconds in which a repeated signal is the same request: none in one process."""
+    from seqkit.distributed import REPEAT_SIGNAL_GRACE_S, world_from_env
+
+    return 0.0 if world_from_env() is None else REPEAT_SIGNAL_GRACE_S
+
+
+def _launch_ranks(nproc: int, options: dict[str, Any], preset: str | None, config_file: str | None,
+                  resume: str | None) -> int:
+    """``seqkit run --nproc N``: check what can be checked here, run the ranks, return their status."""
+    from seqkit.api import configure
+    from seqkit.distributed import check_world, launch, without_option
+
+    if nproc < 1:
+        raise ConfigError(f"--nproc must be >= 1, got {nproc}")
+    if resume is None:
+        resolved = configure(options, preset, config_file)
+        check_world(resolved.backend, resolved.batch_size, nproc)
+    return launch(nproc, without_option(sys.argv[1:], "--nproc"))
 
 
 @main.command(cls=SchemaCommand, core=("backend", "impl", "decoder", "prefix"), kinds=("backend", "decoder"))

@@ -147,9 +147,12 @@ def corpus_default_options(registry: "Registry", corpus: str) -> dict[str, Any]:
 
 
 def resolve(registry: "Registry", explicit: Mapping[str, Any] | None = None,
-            base: Mapping[str, Any] | None = None, only_kinds: tuple[str, ...] | None = None) -> RunConfig:
+            base: Mapping[str, Any] | None = None, only_kinds: tuple[str, ...] | None = None,
+            corpus_defaults: bool = True) -> RunConfig:
     """Merge ``base`` (preset, config file or checkpoint values; ignored where unused) with
-    ``explicit`` (flags or keywords; an error where unused) over the declared defaults.
+    ``explicit`` (flags or keywords; an error where unused) over the declared defaults and (unless
+    ``corpus_defaults`` is false, as for a preset, which is a complete recipe) the selected
+    corpus' recommended values.
 
     ``only_kinds`` limits the components whose options are accepted (``generate`` takes a backend
     and a decoder). Every value is validated by its declaration; unknown names name the nearest."""
@@ -165,10 +168,10 @@ def resolve(registry: "Registry", explicit: Mapping[str, Any] | None = None,
     if "corpus_file" in explicit and "corpus" not in explicit:
         merged["corpus"] = "file"
     chosen = selected(registry, merged, only_kinds)
-    corpus_defaults = corpus_default_options(registry, chosen["corpus"]) \
-        if chosen["corpus"] in registry.names("corpus") else {}
-    if corpus_defaults:
-        merged = {**corpus_defaults, **merged}
+    recommended = corpus_default_options(registry, chosen["corpus"]) \
+        if corpus_defaults and chosen["corpus"] in registry.names("corpus") else {}
+    if recommended:
+        merged = {**recommended, **merged}
         chosen = selected(registry, merged, only_kinds)
     kinds = only_kinds or tuple(KIND_OPTIONS)
     owners: dict[str, list[tuple[str, str]]] = {}

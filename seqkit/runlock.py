@@ -245,11 +245,18 @@ def holds_run_locks(function: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         with _lock_scope():
             resume = kwargs.get("resume")
-            if resume is not None:
+            if resume is not None and is_main_process():  # data-parallel: rank 0 holds the locks
                 _lock_resumed(resume)
             return function(*args, **kwargs)
 
     return wrapper  # type: ignore[return-value]
+
+
+def is_main_process() -> bool:
+    """Whether this process writes run folders (not a data-parallel rank other than 0)."""
+    from seqkit.distributed import is_main_process as main
+
+    return main()
 
 
 def _lock_resumed(resume: Any) -> None:

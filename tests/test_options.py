@@ -297,6 +297,8 @@ def test_each_preset_resolves_and_trains_on_numpy(name, corpora_dir, tmp_path):
     preset = registry.preset(name)
     assert preset.description and preset.source and preset.expected
     config = configure({}, preset=name)
+    if "lr_decay" not in preset.values:  # a preset is the whole recipe: no corpus recommendation leaks in
+        assert config.lr_decay == 1.0 and config.epochs == preset.values["epochs"]
     for key, value in preset.values.items():
         assert config[key] == (value if key not in ("prefix",) else list(value)), key
     run = seqkit.train(preset=name, epochs=1, max_tokens=3000, checkpoint_every=0, predict_len=10)

@@ -13,6 +13,7 @@ from seqkit.errors import ConfigError
 from seqkit_torch.devices import oom_to_advice, resolve_device
 
 if TYPE_CHECKING:
+    from seqkit.distributed import DataParallel, World
     from seqkit.network import ModelSpec, Network
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -159,6 +160,12 @@ class TorchBackend(Backend):
             for grad in grads.values():
                 grad.mul_(factor)
         return grads
+
+    def data_parallel(self, world: "World") -> "DataParallel":
+        """torch.distributed: gloo on the CPU, NCCL on CUDA (see `seqkit_torch.distributed`)."""
+        from seqkit_torch.distributed import TorchDataParallel
+
+        return TorchDataParallel(self, world)
 
     def synchronize(self) -> None:
         if self.is_cuda:

@@ -22,7 +22,7 @@ def resolve_device(device: str) -> str:
     """``auto``/``cpu``/``cuda``/``cuda:N`` -> ``"cpu"`` or ``"cuda:N"``; `ConfigError` if unusable."""
     text = str(device).strip().lower()
     if text == "auto":
-        return f"cuda:{torch.cuda.current_device()}" if torch.cuda.is_available() else "cpu"
+        return f"cuda:{_default_index()}" if torch.cuda.is_available() else "cpu"
     if text == "cpu":
         return "cpu"
     match = re.fullmatch(r"cuda(?::(\d+))?", text)
@@ -33,11 +33,21 @@ def resolve_device(device: str) -> str:
             f"device {device!r} requested but CUDA is not available to torch {torch.__version__} "
             f"on this machine; use --device cpu (or auto)")
     count = torch.cuda.device_count()
-    index = torch.cuda.current_device() if match.group(1) is None else int(match.group(1))
+    index = _default_index() if match.group(1) is None else int(match.group(1))
     if index >= count:
         raise ConfigError(
             f"device {device!r} does not exist: {count} CUDA device(s) here; use cuda:0 to cuda:{count - 1}")
     return f"cuda:{index}"
+
+
+def _default_index() -> int:
+    """The current CUDA device, or under a data-parallel launcher the local rank's (one GPU per rank)."""
+    from seqkit.distributed import world_from_env
+
+    world = world_from_env()
+    if world is not None and world.local_rank < torch.cuda.device_count():
+        return world.local_rank
+    return torch.cuda.current_device()
 
 
 def is_out_of_memory(exc: BaseException) -> bool:
