@@ -62,6 +62,10 @@ def plot_runs(run_dirs: list[str | Path], out: str | Path, labels: list[str] | N
         val = [(r["epoch"], r["val_ppl"]) for r in rows if _finite(r.get("val_ppl"))]
         if train:
             ax.plot(*zip(*train), color=colour, label="train" if single else f"{label} (train)")
+            if single:  # the figures at both ends, readable whatever the log ticks are
+                for (epoch, value), align in ((train[0], "left"), (train[-1], "right")):
+                    ax.annotate(f"{value:.3g}", (epoch, value), textcoords="offset points", xytext=(0, 6),
+                                ha=align, fontsize=8, color=colour)
         if val:
             ax.plot(*zip(*val), color=colour if not single else "C1", linestyle="--",
                     label="validation" if single else f"{label} (validation)")
@@ -69,7 +73,7 @@ def plot_runs(run_dirs: list[str | Path], out: str | Path, labels: list[str] | N
     ax.set_yscale("log")
     if values:
         low, high = min(values), max(values)
-        ax.set_ylim(low / 1.08, high * 1.08)
+        ax.set_ylim(low / 1.08, high * 1.2)
         ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
     formatter = ScalarFormatter()
     formatter.set_scientific(False)
