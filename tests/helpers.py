@@ -26,3 +26,24 @@ def make_problem(backend, cell: str = "rnn-tanh", embedding_dim: int = 0, scale:
     problem = testing.make_problem(CELLS[cell](), V, H, B, T, embedding_dim, scale, seed)
     params, state = problem.on(backend)
     return problem.spec, params, problem.X, problem.Y, state
+
+
+def interrupted_then_resumed(options: dict, out, stop_at: int):
+    """Train with ``options`` into ``out``, stop with SIGTERM when ``should_stop`` is polled the
+    ``stop_at``-th time (after that many minibatches), then resume; returns the resumed `Run`."""
+    import signal
+
+    import pytest
+
+    import seqkit
+    from seqkit.errors import TrainingInterrupted
+
+    calls = {"n": 0}
+
+    def stop() -> int | None:
+        calls["n"] += 1
+        return signal.SIGTERM if calls["n"] == stop_at else None
+
+    with pytest.raises(TrainingInterrupted):
+        seqkit.train(**options, out=str(out), should_stop=stop)
+    return seqkit.train(resume=out, progress=False)

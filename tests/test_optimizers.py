@@ -18,6 +18,7 @@ from seqkit.errors import ConfigError, PluginError
 from seqkit.optimizer import OptimizerState
 from seqkit.plugins import build_registry
 from seqkit_optimizers.updates import SGD, Adam
+from helpers import interrupted_then_resumed
 
 SHAPES = {"W": (4, 3), "b": (3,)}
 
@@ -191,22 +192,9 @@ def test_nesterov_needs_momentum():
 
 
 def test_momentum_training_resumes_exactly_and_agrees_across_backends(corpora_dir, tiny, tmp_path):
-    import signal
-
-    from seqkit.errors import TrainingInterrupted
-
     options = {**tiny, "epochs": 3, "momentum": 0.5, "lr": 0.2, "dtype": "float64", "progress": False}
     whole = seqkit.train(**options)
-    calls = {"n": 0}
-
-    def stop_at_5():
-        calls["n"] += 1
-        return signal.SIGTERM if calls["n"] == 5 else None
-
-    out = tmp_path / "run"
-    with pytest.raises(TrainingInterrupted):
-        seqkit.train(**options, out=str(out), should_stop=stop_at_5)
-    resumed = seqkit.train(resume=out, progress=False)
+    resumed = interrupted_then_resumed(options, tmp_path / "run", stop_at=5)
     assert [r["train_ppl"] for r in resumed.history] == [r["train_ppl"] for r in whole.history]
     registry = build_registry()
     for name in registry.names("backend"):

@@ -3,14 +3,13 @@ exact resume mid-epoch."""
 
 from __future__ import annotations
 
-import signal
 
 import numpy as np
 import pytest
 
 import seqkit
-from seqkit.errors import TrainingInterrupted
 from seqkit.plugins import build_registry
+from helpers import interrupted_then_resumed
 
 OPTIONS = dict(max_tokens=3000, hidden=16, batch_size=4, num_steps=10, epochs=3, schedule="cosine", lr_min=0.05,
                warmup_steps=5, val_fraction=0.1, progress=False)
@@ -43,16 +42,7 @@ def test_a_schedule_option_without_its_schedule_is_an_error():
 
 def test_resume_mid_epoch_continues_the_schedule_exactly(corpora_dir, tmp_path):
     whole = seqkit.train(**OPTIONS)
-    calls = {"n": 0}
-
-    def stop_at_7():
-        calls["n"] += 1
-        return signal.SIGTERM if calls["n"] == 7 else None
-
-    out = tmp_path / "run"
-    with pytest.raises(TrainingInterrupted):
-        seqkit.train(**OPTIONS, out=str(out), should_stop=stop_at_7)
-    resumed = seqkit.train(resume=out, progress=False)
+    resumed = interrupted_then_resumed(OPTIONS, tmp_path / "run", stop_at=7)
     strip = [{k: v for k, v in r.items() if k not in ("tokens_per_s", "elapsed_s")} for r in resumed.history]
     expected = [{k: v for k, v in r.items() if k not in ("tokens_per_s", "elapsed_s")} for r in whole.history]
     assert strip == expected

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import signal
 
 import pytest
 
 import seqkit
-from seqkit.errors import TrainingInterrupted
 from seqkit.plot import read_metrics
 from seqkit.selection import Selection
+from helpers import interrupted_then_resumed
 
 
 def test_selection_tracks_the_best_and_the_patience():
@@ -52,14 +51,5 @@ def test_early_stop_ends_the_run_when_validation_stops_improving(tmp_path):
 def test_resume_keeps_the_selection(corpora_dir, tiny, tmp_path):
     options = {**tiny, "epochs": 3, "val_fraction": 0.2, "eval_every": 15, "progress": False}
     whole = seqkit.train(**options)
-    calls = {"n": 0}
-
-    def stop_at_40():
-        calls["n"] += 1
-        return signal.SIGTERM if calls["n"] == 40 else None
-
-    out = tmp_path / "run"
-    with pytest.raises(TrainingInterrupted):
-        seqkit.train(**options, out=str(out), should_stop=stop_at_40)
-    resumed = seqkit.train(resume=out, progress=False)
+    resumed = interrupted_then_resumed(options, tmp_path / "run", stop_at=40)
     assert resumed.selection == whole.selection
