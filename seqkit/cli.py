@@ -208,8 +208,8 @@ def main() -> None:
     """seqkit: train and sample recurrent language models on any array framework."""
 
 
-@main.command(cls=SchemaCommand, core=None, kinds=("backend", "corpus", "sampler", "cell", "optimizer", "clipper",
-                                                   "decoder"))
+@main.command(cls=SchemaCommand, core=None, kinds=("backend", "corpus", "sampler", "cell", "optimizer", "schedule",
+                                                   "clipper", "decoder", "logger"))
 @click.option("--preset", default=None, help="Start from a named configuration (see `seqkit presets`).")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False), default=None,
               help="Read options from a TOML file; flags override it.")

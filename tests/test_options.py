@@ -165,6 +165,17 @@ def test_run_help_lists_component_options_grouped(topk_plugin):
     assert "How many of the most likely tokens" in text and "default: 10" in text
 
 
+def test_run_takes_every_option_of_every_installed_component():
+    from seqkit.plugins import KINDS
+
+    registry = get_registry()
+    command = main.commands["run"]
+    assert set(command.kinds) == set(KINDS)
+    text = invoke("run", "--help").output
+    for name, opt in {**CORE_OPTIONS, **registry.option_schema()}.items():
+        assert opt.flag in text, name
+
+
 def test_help_imports_no_framework():
     code = textwrap.dedent("""
         import sys
