@@ -359,7 +359,7 @@ def test_lyrics_prefix_generation(lyrics_data, backend):
     if component.unavailable_reason:
         pytest.skip(component.unavailable_reason)
     options = dict(corpus="lyrics", max_tokens=1000, hidden=32, batch_size=4, num_steps=8, epochs=2,
-                   lr=1.0, predict_len=0, dtype="float64", seed=0)
+                   optimizer="sgd", embedding=0, lr=1.0, predict_len=0, dtype="float64", seed=0)
     try:
         run = seqkit.train(backend=backend, **options)
     except UnavailableError as exc:
