@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Iterator, Mapping
 
 from seqkit.errors import ConfigError
-from seqkit.options import Option, nearest, show_value
+from seqkit.options import Option, nearest
 
 if TYPE_CHECKING:
     from seqkit.plugins import Registry
@@ -114,14 +114,6 @@ class RunConfig:
         name = name or self.values[KIND_OPTIONS[kind]]
         return {opt: self.values[opt] for opt, owners in self.owners.items() if (kind, name) in owners}
 
-    def replace(self, registry: "Registry", **changes: Any) -> "RunConfig":
-        """A new resolved config with ``changes`` applied as explicit values."""
-        return resolve(registry, changes, base=self.to_dict())
-
-    @property
-    def prefixes(self) -> list[str] | None:
-        return self.values.get("prefix")
-
 
 def selected(registry: "Registry", values: Mapping[str, Any],
              only_kinds: tuple[str, ...] | None = None) -> dict[str, str]:
@@ -214,8 +206,3 @@ def _unused_message(registry: "Registry", key: str, chosen: dict[str, str], kind
     example = next(comp for k, comp in users if k == kind)
     return (f"{flag} is used by {named}, not by the selected {kind} {chosen[kind]!r}: add "
             f"--{KIND_OPTIONS[kind]} {example} or leave {flag} out")
-
-
-def describe(config: RunConfig) -> str:
-    """One line per option, for logs."""
-    return "\n".join(f"{k} = {show_value(v)}" for k, v in config.values.items())
