@@ -47,3 +47,21 @@ def interrupted_then_resumed(options: dict, out, stop_at: int):
     with pytest.raises(TrainingInterrupted):
         seqkit.train(**options, out=str(out), should_stop=stop)
     return seqkit.train(resume=out, progress=False)
+
+
+def add_entry_point(monkeypatch, name: str, module: str) -> None:
+    """Make ``importlib.metadata.entry_points`` list one more ``seqkit`` plugin, ``name = module``,
+    as an installed third-party package would."""
+    import importlib.metadata
+
+    from seqkit.plugins import ENTRY_POINT_GROUP
+
+    real = importlib.metadata.entry_points
+
+    def entry_points(**kwargs):
+        eps = list(real(**kwargs))
+        if kwargs.get("group") == ENTRY_POINT_GROUP:
+            eps.append(importlib.metadata.EntryPoint(name, module, ENTRY_POINT_GROUP))
+        return eps
+
+    monkeypatch.setattr(importlib.metadata, "entry_points", entry_points)

@@ -189,14 +189,7 @@ def test_mxnet_decoding_goes_through_numpy_and_matches_its_step(cell, embedding_
     backend = component.load()(device="cpu", dtype="float64")
     spec, params, X, _, state = make_problem(backend, cell, embedding_dim, scale=50.0)
     net = backend.fused_network(spec)
-    current = (state[0][:1],)
-    with net.decoding(params, current) as feed:
-        assert feed.__qualname__.startswith("RNNDecoder.session")
-        outputs = [feed(int(token)) for token in X[0]]
-    for token, got in zip(X[0], outputs):
-        want, current = net.step(params, np.array([token]), current)
-        assert type(got) is np.ndarray and got.dtype == np.float64
-        assert_close(got, want[0], 1e-9)
+    assert_numpy_decoding_matches_step(net, params, X, state)
 
 
 @pytest.mark.parametrize("impl", ["fused", "nn.RNN"])
@@ -214,6 +207,11 @@ def test_torch_decoding_goes_through_numpy_and_matches_its_step(cell, embedding_
     backend = component.load()(device="cpu", dtype="float64")
     spec, params, X, _, state = make_problem(backend, cell, embedding_dim, scale=50.0)
     net = (TorchFused if impl == "fused" else ModuleRNN)(backend, spec)
+    assert_numpy_decoding_matches_step(net, params, X, state)
+
+
+def assert_numpy_decoding_matches_step(net, params, X, state) -> None:
+    """``net.decoding`` runs the NumPy decoder and gives, token by token, the logits of ``net.step``."""
     current = (state[0][:1],)
     with net.decoding(params, current) as feed:
         assert feed.__qualname__.startswith("RNNDecoder.session")

@@ -3,7 +3,6 @@ the API, a config file, a preset and a checkpoint; every mistake is a one-line e
 
 from __future__ import annotations
 
-import importlib.metadata
 import json
 import subprocess
 import sys
@@ -18,9 +17,9 @@ from seqkit.cli import main
 from seqkit.config import CORE_OPTIONS
 from seqkit.errors import ConfigError
 from seqkit.options import Option
-from seqkit.plugins import ENTRY_POINT_GROUP, build_registry, get_registry
+from seqkit.plugins import build_registry, get_registry
 from seqkit.store import CheckpointError
-from helpers import assert_clean_error
+from helpers import add_entry_point, assert_clean_error
 
 PLUGIN_SOURCE = '''
 """A third-party plugin: a first-k decoder with an option, and a preset that sets it."""
@@ -71,15 +70,7 @@ def topk_plugin(tmp_path, monkeypatch, corpora_dir):
     """``seqkit_topk_test`` installed the way a third party is: found through the entry-point group."""
     (tmp_path / "seqkit_topk_test.py").write_text(PLUGIN_SOURCE)
     monkeypatch.syspath_prepend(str(tmp_path))
-    real = importlib.metadata.entry_points
-
-    def entry_points(**kwargs):
-        eps = list(real(**kwargs))
-        if kwargs.get("group") == ENTRY_POINT_GROUP:
-            eps.append(importlib.metadata.EntryPoint("topk", "seqkit_topk_test", ENTRY_POINT_GROUP))
-        return eps
-
-    monkeypatch.setattr(importlib.metadata, "entry_points", entry_points)
+    add_entry_point(monkeypatch, "topk", "seqkit_topk_test")
     get_registry.cache_clear()
     import seqkit_topk_test
 

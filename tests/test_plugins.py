@@ -16,6 +16,7 @@ from seqkit import Cell, LazyComponent, ParamSpec, hookimpl, hookspecs
 from seqkit.cli import main
 from seqkit.errors import PluginError, UnavailableError
 from seqkit.plugins import ENTRY_POINT_GROUP, KINDS, build_registry
+from helpers import add_entry_point
 
 ROOT = Path(__file__).resolve().parents[1]
 BUILTINS = {"numpy", "torch", "mxnet", "corpora", "samplers", "cells", "clippers", "decoders", "optimizers",
@@ -125,15 +126,7 @@ def test_an_extra_plugin_replaces_the_installed_one_of_the_same_name(monkeypatch
 
 
 def test_a_plugin_that_fails_to_import_is_isolated(monkeypatch):
-    real = importlib.metadata.entry_points
-
-    def entry_points(**kwargs):
-        eps = list(real(**kwargs))
-        if kwargs.get("group") == ENTRY_POINT_GROUP:
-            eps.append(importlib.metadata.EntryPoint("broken", "seqkit_no_such_module_xyz", ENTRY_POINT_GROUP))
-        return eps
-
-    monkeypatch.setattr(importlib.metadata, "entry_points", entry_points)
+    add_entry_point(monkeypatch, "broken", "seqkit_no_such_module_xyz")
     registry = build_registry()
     broken = registry.plugins["broken"]
     assert not broken.available
