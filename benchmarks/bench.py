@@ -232,36 +232,15 @@ def eval_streams(ids, batch_size: int, tokens: int):
     return xs, ys
 
 
-def evaluation_layout(ids, batch_size: int) -> list[tuple]:
-    """The passes `seqkit.engine.evaluate` makes over ``ids``: ``(context, segments)`` pairs of
-    token arrays, ``context`` (streams, W + 1) read unscored first (or None), ``segments``
-    (streams, L + 1) scored; every prediction is scored once."""
-    import numpy as np
-
-    from seqkit.engine import EVAL_WARMUP as W
-
-    predicted = len(ids) - 1
-    head = min(W, predicted)
-    passes = [(None, ids[None, :head + 1])]
-    done, rest = head, predicted - head
-    if rest:
-        streams = max(1, min(batch_size, rest // W))
-        length = rest // streams
-        starts = head + np.arange(streams) * length
-        passes.append((np.stack([ids[s - W: s + 1] for s in starts]), np.stack([ids[s: s + length + 1] for s in starts])))
-        done = head + streams * length
-    if done < predicted:
-        passes.append((ids[None, done - W: done + 1], ids[None, done: predicted + 1]))
-    return passes
-
-
 def nn_rnn_evaluate(torch, init: dict, V: int, device: str, ids, batch_size: int, tokens: int) -> Callable:
     """``nn.RNN`` + ``nn.Linear`` over held-out text under ``no_grad``, making exactly the passes
     seqkit's evaluate makes (warm-up contexts unscored, windows of T steps, state carried)."""
     model = TorchRNNModel(torch, init, V, device)
     loss_fn = torch.nn.CrossEntropyLoss(reduction="sum")
     xs, _ = eval_streams(ids, batch_size, tokens)
-    passes = evaluation_layout(ids[: xs.size + 1], batch_size)
+    from seqkit.engine import evaluation_passes
+
+    passes = evaluation_passes(ids[: xs.size + 1], batch_size)
 
     def windows(tokens_2d, state):
         total = 0.0

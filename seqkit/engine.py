@@ -238,46 +238,49 @@ def evaluate(network: Network, params: Params, ids: np.ndarray, batch_size: int,
     segment with the state carried across windows of ``num_steps``. The few tokens left over
     are scored by one more warmed-up stream."""
     ids = np.asarray(ids)
+    total = 0.0
+    for context, segments in evaluation_passes(ids, batch_size, warmup):
+        state = network.init_state(len(segments))
+        if context is not None:
+            _, state = _windows(network, params, context, num_steps, state)  # read, not scored
+        scored, _ = _windows(network, params, segments, num_steps, state)
+        total += scored
     predicted = len(ids) - 1
-    warmup = max(1, int(warmup))
-    head = min(warmup, predicted)
-    total = _stream_loss(network, params, ids[None, :head + 1], num_steps, network.init_state(1))
-    done = head
-    rest = predicted - head
-    if rest:
-        streams = max(1, min(batch_size, rest // warmup))
-        length = rest // streams
-        starts = head + np.arange(streams) * length
-        total += _warm_stream_loss(network, params, ids, starts, length, warmup, num_steps)
-        done = head + streams * length
-    if done < predicted:
-        total += _warm_stream_loss(network, params, ids, np.array([done]), predicted - done, warmup, num_steps)
     mean = total / predicted
     return {"ppl": perplexity(mean), "bits_per_token": mean / LN2, "loss": mean, "tokens": predicted}
 
 
-def _stream_loss(network: Network, params: Params, tokens: np.ndarray, num_steps: int, state: tuple) -> float:
-    """Summed loss of predicting ``tokens[:, 1:]`` from ``tokens[:, :-1]``, window by window."""
+def evaluation_passes(ids: np.ndarray, batch_size: int, warmup: int = EVAL_WARMUP) -> list[tuple]:
+    """The passes `evaluate` makes over ``ids``: ``(context, segments)`` pairs of token arrays.
+    ``context`` (streams, warmup + 1) is read first, unscored (None for the opening stream);
+    ``segments`` (streams, length + 1) are scored. Every prediction is scored exactly once."""
+    predicted = len(ids) - 1
+    warmup = max(1, int(warmup))
+    head = min(warmup, predicted)
+    passes: list[tuple] = [(None, ids[None, :head + 1])]
+    done, rest = head, predicted - head
+    if rest:
+        streams = max(1, min(batch_size, rest // warmup))
+        length = rest // streams
+        starts = head + np.arange(streams) * length
+        passes.append((np.stack([ids[s - warmup: s + 1] for s in starts]),
+                       np.stack([ids[s: s + length + 1] for s in starts])))
+        done = head + streams * length
+    if done < predicted:
+        passes.append((ids[None, done - warmup: done + 1], ids[None, done: predicted + 1]))
+    return passes
+
+
+def _windows(network: Network, params: Params, tokens: np.ndarray, num_steps: int, state: tuple) -> tuple:
+    """Summed loss of predicting ``tokens[:, 1:]`` from ``tokens[:, :-1]``, window by window, and
+    the state after the last window."""
     xs, ys = tokens[:, :-1], tokens[:, 1:]
     total = 0.0
     for start in range(0, xs.shape[1], num_steps):
         X, Y = xs[:, start:start + num_steps], ys[:, start:start + num_steps]
         loss, state = network.loss(params, X, Y, state)
         total += loss * Y.size
-    return total
-
-
-def _warm_stream_loss(network: Network, params: Params, ids: np.ndarray, starts: np.ndarray, length: int,
-                      warmup: int, num_steps: int) -> float:
-    """Summed loss of the segments ``ids[s : s + length + 1]`` (one stream each), each stream
-    first reading the ``warmup`` tokens before ``s`` unscored."""
-    state = network.init_state(len(starts))
-    context = np.stack([ids[s - warmup: s + 1] for s in starts])
-    for start in range(0, warmup, num_steps):
-        stop = min(start + num_steps, warmup)
-        _, state = network.loss(params, context[:, start:stop], context[:, start + 1:stop + 1], state)
-    segments = np.stack([ids[s: s + length + 1] for s in starts])
-    return _stream_loss(network, params, segments, num_steps, state)
+    return total, state
 
 
 def predict(
