@@ -27,7 +27,7 @@ from seqkit.config import CORE_OPTIONS, KIND_OPTIONS, RunConfig, resolve
 from seqkit.configfile import read_config_file
 from seqkit.dataset import Dataset, load_dataset
 from seqkit import distributed
-from seqkit.engine import FitState, TrainSettings, evaluate, fit, perplexity
+from seqkit.engine import BudgetSpent, FitState, TrainSettings, evaluate, fit, perplexity
 from seqkit.engine import sample as sample_ids
 from seqkit.errors import ConfigError, DataError, DivergedError, SeqkitError, TrainingInterrupted
 from seqkit.logger import Logger
@@ -46,8 +46,10 @@ from seqkit.vocab import Vocab, detokenize, tokenize
 Progress = Callable[[str, Any], None]
 
 
-def make_network(backend: Backend, spec: ModelSpec, impl: str) -> Network:
-    """The fused network when asked for (or ``auto`` and available), else the generic one."""
+def make_network(backend: Backend, spec: ModelSpec, impl: str, dropout: float = 0.0) -> Network:
+    """The fused network when asked for (or ``auto`` and available), else the generic one. With
+    ``dropout``, a fused network that cannot apply it is skipped under ``auto`` and refused under
+    ``fused``."""
     if impl == "scratch":
         return GenericNetwork(backend, spec)
     fused = backend.fused_network(spec)
@@ -56,6 +58,11 @@ def make_network(backend: Backend, spec: ModelSpec, impl: str) -> Network:
         raise ConfigError(
             f"backend {backend.name!r} has no fused implementation of cell {spec.cell.name!r} "
             f"(fused cells: {known}); use --impl scratch")
+    if fused is not None and dropout and not fused.supports_dropout:
+        if impl == "fused":
+            raise ConfigError(f"the fused {spec.cell.name!r} network of backend {backend.name!r} cannot apply "
+                              "--dropout: use --impl scratch (or --impl auto), or leave --dropout out")
+        fused = None
     return fused or GenericNetwork(backend, spec)
 
 
@@ -308,7 +315,7 @@ def _train(notify: Progress | None, registry: Registry, resume: str | Path | Non
         check_resume_data(ckpt, data.vocab, fingerprint)
     spec = ModelSpec(spec_cell, len(data.vocab), run_config.hidden, run_config.embedding)
     check_memory(run_config, spec, parts.backend, parts.optimizer, parts.sampler, len(data.train_ids))
-    network = make_network(parts.backend, spec, run_config.impl)
+    network = make_network(parts.backend, spec, run_config.impl, run_config.dropout)
     parallel = distributed.setup(parts.backend, run_config.batch_size)  # None in one process
     if parallel is not None:
         network = distributed.ShardedNetwork(network, parallel)
@@ -347,7 +354,8 @@ def _fit_and_save(run: Run, data: Dataset, parts: Components, info: dict,
     settings = TrainSettings(
         epochs=run_config.epochs, batch_size=run_config.batch_size, num_steps=run_config.num_steps,
         lr=run_config.lr, schedule=parts.schedule, steps_per_epoch=info["batches_per_epoch"],
-        detach=not run_config.no_detach)
+        detach=not run_config.no_detach, dropout=run_config.dropout, seed=run_config.seed,
+        time_budget_s=run_config.time_budget * 60 if run_config.time_budget else None)
     try:
         fit(network, run.params, data.train_ids, parts.sampler, parts.clipper, settings, sampler_rng,
             data.val_ids if len(data.val_ids) else None, recorder.on_epoch,
@@ -360,12 +368,15 @@ def _fit_and_save(run: Run, data: Dataset, parts: Components, info: dict,
         if out_dir:
             raise DivergedError(f"{exc} (metrics so far are in {out_dir})") from None
         raise
-    except EarlyStop:
+    except (EarlyStop, BudgetSpent) as stop:
+        status = "early-stopped" if isinstance(stop, EarlyStop) else "budget-spent"
         recorder.save(recorder.last_state)
-        samples = [recorder.sample(prefix, len(run.history)) for prefix in run.prefixes]
-        recorder.write_summary(samples, status="early-stopped")
+        if parallel is not None:
+            run.network = network.inner
+        samples = [recorder.sample(prefix, len(run.history)) for prefix in run.prefixes] if main else []
+        recorder.write_summary(samples, status=status)
         recorder.write_plot()
-        hook.seqkit_run_finished(run=run, status="early-stopped", error=None)
+        hook.seqkit_run_finished(run=run, status=status, error=None)
         return run
     except KeyboardInterrupt as exc:
         signum = getattr(exc, "signum", signal.SIGINT)
@@ -379,7 +390,8 @@ def _fit_and_save(run: Run, data: Dataset, parts: Components, info: dict,
         raise
 
     # 6. save
-    recorder.save(FitState(run_config.epochs, sampler_rng=sampler_rng.bit_generator.state))
+    recorder.save(FitState(run_config.epochs, sampler_rng=sampler_rng.bit_generator.state,
+                           spent_s=recorder.last_state.spent_s))
     if parallel is not None:
         run.network = network.inner  # training is over: the Run predicts and evaluates alone
     samples = [recorder.sample(prefix, run_config.epochs) for prefix in run.prefixes] if main else []
@@ -539,17 +551,19 @@ class _Recorder:
     def on_epoch(self, row: dict) -> None:
         config = self.run.config
         self.run.history.append(row)
-        self.last_state = FitState(row["epoch"], sampler_rng=self.sampler_rng.bit_generator.state)
+        self.last_state = FitState(row["epoch"], sampler_rng=self.sampler_rng.bit_generator.state,
+                                   spent_s=row["elapsed_s"] or 0.0)
         self.hook.seqkit_epoch_ended(run=self.run, row=row)
         if not config.eval_every and row.get("val_bpc") is not None:
             self.select(row["val_bpc"] * math.log(2), self.last_state)
         main = self.parallel is None or self.parallel.world.is_main
-        if main and row["epoch"] % config.sample_every == 0 and row["epoch"] != config.epochs:
+        last = row["epoch"] == config.epochs or row.get("budget_spent")  # the final save and samples follow
+        if main and row["epoch"] % config.sample_every == 0 and not last:
             for prefix in self.prefixes:
                 self.sample(prefix, row["epoch"])
         every = config.checkpoint_every
-        if every and row["epoch"] % every == 0 and row["epoch"] != config.epochs:
-            self.save(FitState(row["epoch"], sampler_rng=self.sampler_rng.bit_generator.state))
+        if every and row["epoch"] % every == 0 and not last:
+            self.save(self.last_state)
 
     def on_step(self, state: FitState) -> None:
         self.last_state = state

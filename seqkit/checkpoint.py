@@ -99,6 +99,7 @@ def run_state(run: "Run") -> tuple[dict[str, np.ndarray], dict]:
         "training": {
             "epoch": progress.epoch,
             "position": progress.position,
+            "spent_s": progress.spent_s,
             "complete": progress.epoch >= config.epochs and not progress.position,
             "lr": {"next_epoch": next_epoch, "base": config.lr, "schedule": config.get("schedule"),
                    "updates_done": run.opt_state.step},
@@ -254,6 +255,9 @@ def _read_state(folder: Path) -> dict:
     metrics = values["metrics"]
     if len(metrics) != epoch or not all(isinstance(r, dict) for r in metrics):
         raise CheckpointError(f"{file} is malformed: {len(metrics)} metrics rows for {epoch} epochs")
+    spent = state["training"].get("spent_s", 0.0)  # absent before --time-budget existed
+    if isinstance(spent, bool) or not isinstance(spent, (int, float)) or not 0 <= spent < float("inf"):
+        raise CheckpointError(f"{file} is malformed: training.spent_s should be a finite number of seconds >= 0")
     if position:
         for key in ("loss_sum", "norm_sum", "tokens", "clipped", "train_time"):
             value = _get(state, f"training.partial.{key}", (int, float), "a number", file)
@@ -428,7 +432,7 @@ class Checkpoint:
             carried=tuple(to_native(a) for a in carried) if carried else None,
             loss_sum=float(partial.get("loss_sum", 0.0)), norm_sum=float(partial.get("norm_sum", 0.0)),
             tokens=int(partial.get("tokens", 0)), clipped=int(partial.get("clipped", 0)),
-            train_time=float(partial.get("train_time", 0.0)))
+            train_time=float(partial.get("train_time", 0.0)), spent_s=float(training.get("spent_s", 0.0)))
 
     @property
     def rng_states(self) -> dict[str, dict]:

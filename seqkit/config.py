@@ -47,6 +47,8 @@ CORE_GROUPS: dict[str, tuple[Option, ...]] = {
     "Model": (
         Option("hidden", int, 512, "Hidden units.", ge=1),
         Option("embedding", int, 0, "Embedding width (0 = one-hot inputs).", ge=0),
+        Option("dropout", float, 0.0, "Dropout rate in training, on the cell output before the output layer and on "
+               "the embedded inputs (never on the recurrent state).", ge=0, lt=1),
     ),
     "Training": (
         Option("epochs", int, 500, "Epochs to train.", ge=1, resumable=True),
@@ -57,6 +59,9 @@ CORE_GROUPS: dict[str, tuple[Option, ...]] = {
         Option("seed", int, 0, "Seed of parameter init, sampling and decoding.", ge=0),
         Option("eval_every", int, 0, "Evaluate the held-out text every N minibatches (0 = at each epoch's end); "
                "the best model is kept in OUT/checkpoint-best.", ge=0),
+        Option("time_budget", float, None, "Train for this many minutes of wall time (evaluations included); the "
+               "schedule spreads over it and --epochs becomes an upper bound.", gt=0, nullable=True,
+               resumable=True),
         Option("early_stop", int, 0, "Stop after N evaluations without a better validation loss (0 = never).",
                ge=0, resumable=True),
     ),

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Callable, Iterator, Sequence
 import numpy as np
 
 from seqkit.backend import Params
+from seqkit.dropout import DropoutMasks
 from seqkit.errors import ConfigError, SeqkitError
 from seqkit.network import Network
 
@@ -137,6 +138,7 @@ class ShardedNetwork(Network):
         super().__init__(inner.backend, inner.spec)
         self.inner, self.parallel = inner, parallel
         self.impl = inner.impl
+        self.supports_dropout = inner.supports_dropout
 
     def _sharded(self, batch_size: int) -> bool:
         return batch_size % self.parallel.world.world_size == 0
@@ -146,9 +148,10 @@ class ShardedNetwork(Network):
         return self.inner.init_state(size)
 
     def loss_and_grad(self, params: Params, X: np.ndarray, Y: np.ndarray, state: tuple,
-                      loss_from: int = 0) -> tuple[float, Params, tuple]:
+                      loss_from: int = 0, masks: DropoutMasks | None = None) -> tuple[float, Params, tuple]:
         rows = self.parallel.rows(X.shape[0])
-        loss, grads, final = self.inner.loss_and_grad(params, X[rows], Y[rows], state, loss_from)
+        extra = {"masks": masks.rows(rows)} if masks is not None else {}
+        loss, grads, final = self.inner.loss_and_grad(params, X[rows], Y[rows], state, loss_from, **extra)
         loss, grads = self.parallel.average(loss, grads)
         return loss, grads, final
 

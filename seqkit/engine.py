@@ -15,6 +15,7 @@ import numpy as np
 from seqkit.backend import Params
 from seqkit.clipper import Clipper
 from seqkit.decoder import Decoder
+from seqkit.dropout import draw_masks
 from seqkit.errors import DataError, DivergedError
 from seqkit.network import Network
 from seqkit.optimizer import Optimizer, OptimizerState
@@ -41,18 +42,47 @@ class TrainSettings:
     schedule: Schedule | None = None
     steps_per_epoch: int = 1
     detach: bool = True
+    dropout: float = 0.0
+    seed: int = 0
+    time_budget_s: float | None = None
 
     @property
     def total_steps(self) -> int:
         """The planned number of updates of the run (what a schedule spreads itself over)."""
         return self.epochs * max(1, self.steps_per_epoch)
 
-    def lr_at(self, epoch: int, step: int = 0) -> float:
+    def expected_steps(self, step: int, elapsed_s: float) -> int:
+        """The number of updates the run will make: the planned one, or under a time budget the
+        number the pace so far (``step`` updates in ``elapsed_s`` seconds) fits into the budget."""
+        if self.time_budget_s is None or step <= 0 or elapsed_s <= 0:
+            return self.total_steps
+        return min(self.total_steps, max(step + 1, round(step * self.time_budget_s / elapsed_s)))
+
+    def lr_at(self, epoch: int, step: int = 0, elapsed_s: float = 0.0) -> float:
         """The learning rate of update ``step`` (0-based over the run) in ``epoch`` (from 1): the
-        schedule's, or the base rate without one."""
+        schedule's, or the base rate without one. Under a time budget the schedule spreads over
+        the updates the budget is expected to allow (``elapsed_s``: the run's time so far)."""
         if self.schedule is None:
             return self.lr
-        return self.schedule.lr(self.lr, step, self.total_steps, epoch)
+        return self.schedule.lr(self.lr, step, self.expected_steps(step, elapsed_s), epoch)
+
+    def budget_spent(self, elapsed_s: float) -> bool:
+        return self.time_budget_s is not None and elapsed_s >= self.time_budget_s
+
+
+class Clock:
+    """The run's wall time in `fit`, including what earlier processes spent before a resume."""
+
+    def __init__(self, spent_s: float = 0.0) -> None:
+        self.spent_s = spent_s
+        self.started = time.perf_counter()
+
+    def elapsed(self) -> float:
+        return self.spent_s + time.perf_counter() - self.started
+
+
+class BudgetSpent(Exception):
+    """`fit` stopped because ``--time-budget`` ran out (after recording the epoch it cut short)."""
 
 
 @dataclass
@@ -74,6 +104,7 @@ class FitState:
     tokens: int = 0
     clipped: int = 0
     train_time: float = 0.0
+    spent_s: float = 0.0  # the run's wall time in fit when this state was reached, across resumes
 
 
 EpochCallback = Callable[[dict], None]
@@ -103,16 +134,22 @@ def fit(
     gets the state after every minibatch and may raise `KeyboardInterrupt` to stop; on any
     `KeyboardInterrupt` ``on_interrupt`` gets the newest consistent state (none when the interrupt
     hit a parameter update) before the exception propagates. ``optimizer`` (with its ``opt_state``,
-    updated in place) defaults to the lesson's plain SGD, ``backend.sgd_update``."""
-    loop = _Loop(network, params, train_ids, sampler, clipper, settings, rng, on_step, optimizer, opt_state)
+    updated in place) defaults to the lesson's plain SGD, ``backend.sgd_update``.
+
+    Under ``settings.time_budget_s`` the epoch running when the budget is spent ends after its
+    current minibatch; its row (marked ``budget_spent``) is recorded like any other, and then
+    `BudgetSpent` is raised."""
     resume = resume or FitState(epoch=start_epoch - 1)
+    clock = Clock(resume.spent_s)
+    loop = _Loop(network, params, train_ids, sampler, clipper, settings, rng, on_step, optimizer, opt_state, clock)
     if resume.sampler_rng is not None:
         rng.bit_generator.state = resume.sampler_rng
     loop.last = resume
     history: list[dict] = []
-    started = time.perf_counter()
     try:
         for epoch in range(resume.epoch + 1, settings.epochs + 1):
+            if settings.budget_spent(clock.elapsed()):
+                raise BudgetSpent()
             part = resume if resume.position and epoch == resume.epoch + 1 else \
                 FitState(epoch - 1, sampler_rng=rng.bit_generator.state)
             with np.errstate(all="ignore"):  # overflow and NaN surface as DivergedError, not as warnings
@@ -122,11 +159,15 @@ def fit(
                 with np.errstate(all="ignore"):
                     result = evaluate(network, params, val_ids, settings.batch_size, settings.num_steps)
                 row["val_ppl"], row["val_bpc"] = result["ppl"], result["bits_per_token"]
-            row["elapsed_s"] = time.perf_counter() - started
+            row["elapsed_s"] = clock.elapsed()
+            if loop.cut_short:
+                row["budget_spent"] = True
             history.append(row)
-            loop.last = FitState(epoch, sampler_rng=rng.bit_generator.state)
+            loop.last = FitState(epoch, sampler_rng=rng.bit_generator.state, spent_s=row["elapsed_s"])
             if on_epoch is not None:
                 on_epoch(row)
+            if loop.cut_short:
+                raise BudgetSpent()
     except KeyboardInterrupt:
         if on_interrupt is not None and not loop.updating:
             on_interrupt(loop.last)
@@ -140,7 +181,7 @@ class _Loop:
     def __init__(self, network: Network, params: Params, train_ids: np.ndarray, sampler: Sampler,
                  clipper: Clipper, settings: TrainSettings, rng: np.random.Generator,
                  on_step: StepCallback | None, optimizer: Optimizer | None = None,
-                 opt_state: OptimizerState | None = None) -> None:
+                 opt_state: OptimizerState | None = None, clock: Clock | None = None) -> None:
         self.network, self.params, self.train_ids = network, params, train_ids
         self.optimizer, self.opt_state = optimizer, opt_state if opt_state is not None else OptimizerState()
         self.sampler, self.clipper, self.settings, self.rng = sampler, clipper, settings, rng
@@ -150,6 +191,8 @@ class _Loop:
         self.last = FitState()
         self.updating = False
         self.last_lr = settings.lr
+        self.clock = clock or Clock()
+        self.cut_short = False  # the time budget ended the last epoch early
 
     def run_epoch(self, epoch: int, part: FitState) -> FitState:
         """Train one epoch, continuing ``part`` (its first ``position`` minibatches are replayed
@@ -166,8 +209,13 @@ class _Loop:
                 sums.position += 1
                 continue
             X, Y, state, loss_from = self._inputs(X, Y, sums.carried, earlier)
-            lr = self.last_lr = settings.lr_at(epoch, self.opt_state.step)
-            loss, grads, final = self.network.loss_and_grad(self.params, X, Y, state, loss_from)
+            step = self.opt_state.step
+            lr = self.last_lr = settings.lr_at(epoch, step, self.clock.elapsed())
+            spec = self.network.spec
+            masks = draw_masks(settings.dropout, settings.seed, step, X.shape[0], X.shape[1], spec.hidden_size,
+                               spec.embedding_dim)
+            extra = {"masks": masks} if masks is not None else {}
+            loss, grads, final = self.network.loss_and_grad(self.params, X, Y, state, loss_from, **extra)
             if not math.isfinite(loss) or loss > MAX_LOSS:
                 raise DivergedError(
                     f"loss became {loss} at epoch {epoch}, minibatch {sums.position + 1} (lr {lr:g}): lower --lr, "
@@ -182,11 +230,14 @@ class _Loop:
             n = Y.shape[0] * (Y.shape[1] - loss_from)
             sums = FitState(epoch - 1, sums.position + 1, part.sampler_rng, final if self.carry else None,
                             sums.loss_sum + loss * n, sums.norm_sum + norm, sums.tokens + n,
-                            sums.clipped + was_clipped, time.perf_counter() - epoch_start)
+                            sums.clipped + was_clipped, time.perf_counter() - epoch_start, self.clock.elapsed())
             self.last, self.updating = sums, False
             if self.on_step is not None:
                 self.on_step(sums)
-        if sums.position < part.position:
+            if settings.budget_spent(sums.spent_s):
+                self.cut_short = True
+                break
+        if sums.position < part.position and not self.cut_short:
             raise DataError(f"the sampler gave {sums.position} minibatches in epoch {epoch}, fewer than the "
                             f"{part.position} the checkpoint had done: the training data changed")
         backend.synchronize()

@@ -17,6 +17,7 @@ import numpy as np
 
 from seqkit.backend import Backend, Params
 from seqkit.cell import Cell, ParamSpec
+from seqkit.dropout import DropoutMasks
 
 OUTPUT_PARAMS = ("W_hq", "b_q")
 EMBED_PARAM = "W_embed"
@@ -69,6 +70,9 @@ class Network(ABC):
     """
 
     impl: str = ""
+    #: Whether `loss_and_grad` applies ``masks`` (see `seqkit.dropout`); a network that does not
+    #: is refused for runs with ``--dropout``.
+    supports_dropout: bool = False
 
     def __init__(self, backend: Backend, spec: ModelSpec) -> None:
         self.backend = backend
@@ -81,10 +85,13 @@ class Network(ABC):
 
     @abstractmethod
     def loss_and_grad(
-        self, params: Params, X: np.ndarray, Y: np.ndarray, state: tuple, loss_from: int = 0
+        self, params: Params, X: np.ndarray, Y: np.ndarray, state: tuple, loss_from: int = 0,
+        masks: DropoutMasks | None = None,
     ) -> tuple[float, Params, tuple]:
         """Mean loss over steps ``loss_from:`` of the minibatch, its gradients, and the final state
-        (detached). Steps before ``loss_from`` only carry the state forward (used by --no-detach)."""
+        (detached). Steps before ``loss_from`` only carry the state forward (used by --no-detach).
+        ``masks`` (only passed when `supports_dropout`) drop the cell outputs before the output
+        layer and the embedded inputs, as `seqkit.dropout` describes."""
 
     @abstractmethod
     def loss(self, params: Params, X: np.ndarray, Y: np.ndarray, state: tuple) -> tuple[float, tuple]:
@@ -113,6 +120,7 @@ class GenericNetwork(Network):
     """Runs any cell through the backend's op surface and autodiff (``--impl scratch``)."""
 
     impl = "scratch"
+    supports_dropout = True
 
     def _inputs(self, params: Params, ids: Any) -> Any:
         ops = self.backend
@@ -120,14 +128,24 @@ class GenericNetwork(Network):
             return ops.take(params[EMBED_PARAM], ids)
         return ops.one_hot(ids, self.spec.vocab_size)
 
-    def _unroll(self, params: Params, X: np.ndarray, state: tuple, keep_from: int) -> tuple[list, tuple]:
+    def _unroll(self, params: Params, X: np.ndarray, state: tuple, keep_from: int,
+                masks: DropoutMasks | None = None) -> tuple[list, tuple]:
+        """The cell's outputs from step ``keep_from`` on (dropped by ``masks``) and the final state."""
         ops = self.backend
         steps = ops.asarray(np.ascontiguousarray(X.T))
+        drop_in = drop_out = None
+        if masks is not None:
+            drop_out = masks.scaled("outputs", ops.dtype)
+            if masks.inputs is not None and self.spec.embedding_dim:
+                drop_in = masks.scaled("inputs", ops.dtype)
         outputs = []
         for t in range(X.shape[1]):
-            out, state = self.spec.cell.step(ops, params, self._inputs(params, steps[t]), state)
+            x = self._inputs(params, steps[t])
+            if drop_in is not None:
+                x = ops.multiply(x, ops.asarray(drop_in[t]))
+            out, state = self.spec.cell.step(ops, params, x, state)
             if t >= keep_from:
-                outputs.append(out)
+                outputs.append(out if drop_out is None else ops.multiply(out, ops.asarray(drop_out[t])))
         return outputs, state
 
     def _logits(self, params: Params, outputs: list) -> Any:
@@ -135,18 +153,19 @@ class GenericNetwork(Network):
         hidden = ops.concatenate(outputs, axis=0)
         return ops.add(ops.matmul(hidden, params["W_hq"]), params["b_q"])
 
-    def _loss_fn(self, X: np.ndarray, Y: np.ndarray, state: tuple, loss_from: int):
+    def _loss_fn(self, X: np.ndarray, Y: np.ndarray, state: tuple, loss_from: int,
+                 masks: DropoutMasks | None = None):
         ops = self.backend
         targets = ops.asarray(np.ascontiguousarray(Y[:, loss_from:].T).reshape(-1))
 
         def fn(params: Params):
-            outputs, final = self._unroll(params, X, state, loss_from)
+            outputs, final = self._unroll(params, X, state, loss_from, masks)
             return ops.cross_entropy(self._logits(params, outputs), targets), final
 
         return fn
 
-    def loss_and_grad(self, params, X, Y, state, loss_from=0):
-        loss, grads, final = self.backend.value_and_grad(self._loss_fn(X, Y, state, loss_from), params)
+    def loss_and_grad(self, params, X, Y, state, loss_from=0, masks=None):
+        loss, grads, final = self.backend.value_and_grad(self._loss_fn(X, Y, state, loss_from, masks), params)
         return loss, grads, final
 
     def loss(self, params, X, Y, state):

@@ -20,8 +20,8 @@ def _network_failing_after(calls_before_nan: int | None, counter: dict):
     """A `make_network` whose loss turns NaN after ``calls_before_nan`` minibatches (None: never)."""
     real = seqkit.api.make_network
 
-    def make(backend, spec, impl):
-        network = real(backend, spec, impl)
+    def make(backend, spec, impl, dropout=0.0):
+        network = real(backend, spec, impl, dropout)
         inner = network.loss_and_grad
 
         def loss_and_grad(*args, **kwargs):

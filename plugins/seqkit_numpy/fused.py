@@ -17,6 +17,7 @@ from typing import Callable, Iterator
 import numpy as np
 
 from seqkit.backend import Backend, Params
+from seqkit.dropout import DropoutMasks
 from seqkit.network import EMBED_PARAM, ModelSpec, Network
 from seqkit_numpy.decoding import RNNDecoder
 
@@ -109,6 +110,7 @@ class FusedRNN(Network):
     not overwrite them."""
 
     impl = "fused"
+    supports_dropout = True
 
     def __init__(self, backend: Backend, spec: ModelSpec) -> None:
         super().__init__(backend, spec)
@@ -138,10 +140,10 @@ class FusedRNN(Network):
             np.tanh(x, out=out)
 
     def _forward(self, params: Params, ids: np.ndarray, B: int, state: tuple,
-                 keep_inputs: bool) -> tuple[_Forward, np.ndarray | None]:
+                 keep_inputs: bool, drop_inputs: np.ndarray | None = None) -> tuple[_Forward, np.ndarray | None]:
         """Run the recurrence over time-major ``ids``; returns the buffers (``Hs`` filled, and with
         ``keep_inputs`` on the joint path the input vectors beside them) and the embedded inputs
-        (None for one-hot inputs)."""
+        (None for one-hot inputs), multiplied by ``drop_inputs`` (T·B, E) when given."""
         W_xh, W_hh, b_h = params["W_xh"], params["W_hh"], params["b_h"]
         T = ids.shape[0] // B
         buf = self._forward_buffers(T, B, W_hh.dtype)
@@ -150,6 +152,8 @@ class FusedRNN(Network):
         emb = None
         if self.spec.embedding_dim:
             emb = np.take(params[EMBED_PARAM], ids, axis=0)
+            if drop_inputs is not None:
+                emb *= drop_inputs
             np.dot(emb, W_xh, out=xproj2)
             xproj2 += b_h
         else:
@@ -187,11 +191,14 @@ class FusedRNN(Network):
 
     # -- Network API ------------------------------------------------------------------------
     def loss_and_grad(
-        self, params: Params, X: np.ndarray, Y: np.ndarray, state: tuple, loss_from: int = 0
+        self, params: Params, X: np.ndarray, Y: np.ndarray, state: tuple, loss_from: int = 0,
+        masks: DropoutMasks | None = None,
     ) -> tuple[float, Params, tuple]:
         B, T = X.shape
         if not 0 <= loss_from < T:
             raise ValueError(f"loss_from={loss_from} must be in [0, {T})")
+        if masks is not None:
+            return self._loss_and_grad_dropout(params, X, Y, state, loss_from, masks)
         Hsz, V = self.spec.hidden_size, self.spec.vocab_size
         W_hh, W_hq = params["W_hh"], params["W_hq"]
         ids = _time_major(X)
@@ -236,6 +243,63 @@ class FusedRNN(Network):
         else:
             grads["b_h"] = dpre2.sum(axis=0)
             grads[EMBED_PARAM] = _scatter_rows(ids, dpre2 @ params["W_xh"].T, V)
+        return loss, grads, (Hs[T].copy(),)
+
+    def _loss_and_grad_dropout(self, params: Params, X: np.ndarray, Y: np.ndarray, state: tuple,
+                               loss_from: int, masks: DropoutMasks) -> tuple[float, Params, tuple]:
+        """`loss_and_grad` with dropout on the cell outputs (and embedded inputs).
+
+        The output mask sits between ``H_t`` and the output layer, so the output layer's input
+        gradient can no longer ride along in the recurrence's GEMM: it is one product over all
+        steps, masked, and the per-step GEMM is ``dpre_{t+1} W_hh^T`` alone."""
+        B, T = X.shape
+        Hsz, V = self.spec.hidden_size, self.spec.vocab_size
+        W_hh, W_hq = params["W_hh"], params["W_hq"]
+        dtype = W_hh.dtype
+        ids = _time_major(X)
+        drop_inputs = None
+        if masks.inputs is not None and self.spec.embedding_dim:
+            drop_inputs = masks.scaled("inputs", dtype).reshape(T * B, -1)
+        fwd, emb = self._forward(params, ids, B, state, keep_inputs=False, drop_inputs=drop_inputs)
+        Hs = fwd.Hs
+        N = (T - loss_from) * B
+
+        drop_out = masks.scaled("outputs", dtype)[loss_from:].reshape(N, Hsz)
+        dropped = Hs[1 + loss_from:].reshape(N, Hsz) * drop_out
+        dlogits = dropped @ W_hq
+        dlogits += params["b_q"]
+        loss = self._softmax_xent(dlogits, _time_major(Y[:, loss_from:]), grad=True)
+
+        from_output = np.zeros((T, B, Hsz), dtype)  # dL/dH_t through the output layer
+        np.multiply(dlogits @ W_hq.T, drop_out, out=from_output[loss_from:].reshape(N, Hsz))
+        deriv = np.empty((T, B, Hsz), dtype)
+        if self.relu:
+            np.greater(Hs[1:], 0, out=deriv)
+        else:
+            np.multiply(Hs[1:], Hs[1:], out=deriv)
+            np.subtract(1, deriv, out=deriv)
+        dpre = np.empty((T, B, Hsz), dtype)
+        dH = np.empty((B, Hsz), dtype)
+        W_hh_T = W_hh.T
+        np.multiply(from_output[T - 1], deriv[T - 1], out=dpre[T - 1])
+        for t in range(T - 2, -1, -1):
+            np.dot(dpre[t + 1], W_hh_T, out=dH)
+            dH += from_output[t]
+            np.multiply(dH, deriv[t], out=dpre[t])
+
+        dpre2 = dpre.reshape(T * B, Hsz)
+        grads: Params = {"W_hq": dropped.T @ dlogits, "b_q": dlogits.sum(axis=0),
+                         "W_hh": Hs[:T].reshape(T * B, Hsz).T @ dpre2}
+        if emb is None:
+            grads["W_xh"] = _scatter_rows(ids, dpre2, V)
+            grads["b_h"] = grads["W_xh"].sum(axis=0)
+        else:
+            grads["W_xh"] = emb.T @ dpre2
+            grads["b_h"] = dpre2.sum(axis=0)
+            demb = dpre2 @ params["W_xh"].T
+            if drop_inputs is not None:
+                demb *= drop_inputs
+            grads[EMBED_PARAM] = _scatter_rows(ids, demb, V)
         return loss, grads, (Hs[T].copy(),)
 
     def loss(self, params: Params, X: np.ndarray, Y: np.ndarray, state: tuple) -> tuple[float, tuple]:

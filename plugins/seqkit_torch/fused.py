@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from seqkit.backend import Params
+from seqkit.dropout import DropoutMasks
 from seqkit.network import EMBED_PARAM, ModelSpec, Network
 from seqkit_numpy.decoding import RNNDecoder
 from seqkit_torch.devices import oom_to_advice
@@ -28,6 +29,7 @@ class RNNBase(Network):
     """What both fused torch networks share: id transfer, checks and batch-1 generation steps."""
 
     impl = "fused"
+    supports_dropout = True
 
     def __init__(self, backend, spec: ModelSpec) -> None:
         super().__init__(backend, spec)
@@ -42,6 +44,20 @@ class RNNBase(Network):
         """(B, T) NumPy ids -> time-major flat int64 tensor (T·B,) on the device."""
         flat = torch.from_numpy(np.ascontiguousarray(X.T, dtype=np.int64).reshape(-1))
         return flat if self.on_cpu else flat.to(self.device, non_blocking=True)
+
+    def _masks(self, masks: DropoutMasks | None, T: int, B: int) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """The dropout multipliers as tensors on the device: inputs (T·B, E) and outputs (T·B, H),
+        either None where nothing is dropped."""
+        if masks is None:
+            return None, None
+        dtype = self.backend.dtype
+
+        def move(array: np.ndarray) -> torch.Tensor:
+            tensor = torch.from_numpy(array.reshape(T * B, -1))
+            return tensor if self.on_cpu else tensor.to(self.device, non_blocking=True)
+
+        inputs = move(masks.scaled("inputs", dtype)) if masks.inputs is not None and self.spec.embedding_dim else None
+        return inputs, move(masks.scaled("outputs", dtype))
 
     @staticmethod
     def _check_loss_from(loss_from: int, steps: int) -> None:
@@ -146,9 +162,10 @@ class FusedRNN(RNNBase):
             )
         return buffers
 
-    def _forward(self, params: Params, X: np.ndarray, state: tuple):
+    def _forward(self, params: Params, X: np.ndarray, state: tuple, drop_inputs: torch.Tensor | None = None):
         """Run the recurrence in place in the hidden-state buffer, whose rows t >= 1 first receive
-        the input projections; returns (Hs, ids, embedded inputs or None)."""
+        the input projections; returns (Hs, ids, embedded inputs or None, multiplied by
+        ``drop_inputs`` when given)."""
         B, T = X.shape
         W_xh, W_hh, b_h = params["W_xh"], params["W_hh"], params["b_h"]
         Hs = self._buffers_for(T, B, W_hh.dtype)[0]
@@ -157,6 +174,8 @@ class FusedRNN(RNNBase):
         emb = None
         if self.spec.embedding_dim:
             emb = params[EMBED_PARAM].index_select(0, ids)
+            if drop_inputs is not None:
+                emb.mul_(drop_inputs)
             torch.addmm(b_h, emb, W_xh, out=inputs)
         else:
             torch.index_select(self._input_table(params), 0, ids, out=inputs)
@@ -167,16 +186,20 @@ class FusedRNN(RNNBase):
 
     @oom_to_advice
     def loss_and_grad(
-        self, params: Params, X: np.ndarray, Y: np.ndarray, state: tuple, loss_from: int = 0
+        self, params: Params, X: np.ndarray, Y: np.ndarray, state: tuple, loss_from: int = 0,
+        masks: DropoutMasks | None = None,
     ) -> tuple[float, Params, tuple]:
         B, T = X.shape
         self._check_loss_from(loss_from, T)
         Hsz, V = self.spec.hidden_size, self.spec.vocab_size
+        drop_inputs, drop_outputs = self._masks(masks, T, B)
         with torch.no_grad():
             W_hh, W_hq = params["W_hh"], params["W_hq"]
-            Hs, ids, emb = self._forward(params, X, state)
+            Hs, ids, emb = self._forward(params, X, state, drop_inputs)
             _, dpre, deriv = self._buffers_for(T, B, W_hh.dtype)
             hidden = Hs[1 + loss_from:].view(-1, Hsz)
+            if drop_outputs is not None:
+                hidden = hidden * drop_outputs[loss_from * B:]
             targets = self._ids(Y[:, loss_from:])
             loss, dlogits = softmax_xent(torch.addmm(params["b_q"], hidden, W_hq), targets, grad=True)
 
@@ -185,6 +208,8 @@ class FusedRNN(RNNBase):
             if loss_from:
                 dpre[:loss_from].zero_()
             torch.mm(dlogits, W_hq.T, out=dpre[loss_from:].view(-1, Hsz))
+            if drop_outputs is not None:
+                dpre[loss_from:].view(-1, Hsz).mul_(drop_outputs[loss_from * B:])
             if self.relu:
                 torch.sign(Hs[1:], out=deriv)  # relu outputs are >= 0
             else:
@@ -204,6 +229,8 @@ class FusedRNN(RNNBase):
             else:
                 grads["W_xh"] = emb.T @ dpre2
                 demb = dpre2 @ params["W_xh"].T
+                if drop_inputs is not None:
+                    demb.mul_(drop_inputs)
                 grads[EMBED_PARAM] = torch.zeros_like(params[EMBED_PARAM]).index_add_(0, ids, demb)
             final = Hs[T].clone()
         return float(loss), grads, (final,)

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from seqkit.backend import Params
+from seqkit.dropout import DropoutMasks
 from seqkit.network import EMBED_PARAM, ModelSpec
 from seqkit_torch.devices import oom_to_advice
 from seqkit_torch.fused import RNNBase
@@ -69,17 +70,24 @@ class ModuleRNN(RNNBase):
 
     @oom_to_advice
     def loss_and_grad(
-        self, params: Params, X: np.ndarray, Y: np.ndarray, state: tuple, loss_from: int = 0
+        self, params: Params, X: np.ndarray, Y: np.ndarray, state: tuple, loss_from: int = 0,
+        masks: DropoutMasks | None = None,
     ) -> tuple[float, Params, tuple]:
         B, T = X.shape
         self._check_loss_from(loss_from, T)
+        drop_inputs, drop_outputs = self._masks(masks, T, B)
         self._load(params)
         names = ["W_hq", "b_q"] + ([EMBED_PARAM] if self.spec.embedding_dim else [])
         leaves = {k: params[k].detach().requires_grad_(True) for k in names}
         ids, targets = self._ids(X), self._ids(Y[:, loss_from:])
         with torch.enable_grad(), ieee_float32_rnn():
-            out, h_T = self.rnn(self._inputs(leaves, ids, T, B), state[0].detach()[None])
+            inputs = self._inputs(leaves, ids, T, B)
+            if drop_inputs is not None:
+                inputs = inputs * drop_inputs.view(T, B, -1)
+            out, h_T = self.rnn(inputs, state[0].detach()[None])
             hidden = out[loss_from:].reshape(-1, self.spec.hidden_size)
+            if drop_outputs is not None:
+                hidden = hidden * drop_outputs[loss_from * B:]
             loss = F.cross_entropy(torch.addmm(leaves["b_q"], hidden, leaves["W_hq"]), targets)
             found = torch.autograd.grad(loss, [*self._weights, *(leaves[k] for k in names)])
         g_ih, g_hh, g_b = found[:3]
