@@ -31,10 +31,14 @@ def _duration(seconds: float) -> str:
 
 def start_lines(info: dict) -> list[str]:
     """What will run and roughly how long it will take, then the data and model sizes."""
-    plan = (f"seqkit: {info['epochs']} epochs of {info.get('batches_per_epoch', '?')} minibatches "
+    budget = info.get("time_budget_s")
+    epochs = f"up to {info['epochs']}" if budget else str(info["epochs"])
+    plan = (f"seqkit: {epochs} epochs of {info.get('batches_per_epoch', '?')} minibatches "
             f"({info['cell']} H={info['hidden']}, {info['optimizer']} lr {info['lr']:g}) on {info['corpus']} with "
             f"{info['backend']} ({info['device']}, {info['impl']}, {info['dtype']})")
-    if info.get("estimate_s"):
+    if budget and (not info.get("estimate_s") or info["estimate_s"] > budget):
+        plan += f"; for a time budget of {_duration(budget)}"
+    elif info.get("estimate_s"):
         took = _duration(info["estimate_s"])
         plan += f"; {took}" if took.startswith("under") else f"; about {took}"
     lines = [plan]

@@ -140,7 +140,8 @@ def seqkit_step_ended(run: Any, state: Any) -> None:
 def seqkit_epoch_ended(run: Any, row: dict) -> None:
     """An epoch ended. ``row`` is its metrics row: ``epoch``, ``train_ppl``, ``val_ppl``,
     ``val_bpc`` (None without a validation split), ``lr``, ``grad_norm``, ``clipped_fraction``,
-    ``tokens_per_s``, ``elapsed_s``. It is already in ``run.history``."""
+    ``tokens_per_s``, ``elapsed_s`` (the run's training wall time, across resumes), and
+    ``budget_spent: True`` on an epoch ``--time-budget`` cut short. It is already in ``run.history``."""
 
 
 @hookspec

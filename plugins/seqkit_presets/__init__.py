@@ -1,4 +1,4 @@
-"""Built-in presets: the five lessons seqkit grows from, as TOML files beside this module."""
+"""Built-in presets: the five lessons seqkit grows from and a tiny-Shakespeare recipe, as TOML files beside this module."""
 
 from pathlib import Path
 
@@ -9,6 +9,7 @@ from seqkit.presets import presets_in_folder
 
 @hookimpl
 def register_presets(register: Register) -> None:
-    """Provide ``d2l-2019``, ``d2l``, ``d2l-concise``, ``straight-dope`` and ``jaychou``."""
+    """Provide the lessons (``d2l-2019``, ``d2l``, ``d2l-concise``, ``straight-dope``, ``jaychou``) and
+    ``shakespeare-rnn``, our best held-out recipe for tiny Shakespeare."""
     for preset in presets_in_folder(Path(__file__).parent):
         register(preset)
