@@ -172,3 +172,31 @@ def test_a_fused_network_without_dropout_is_skipped_or_refused(monkeypatch):
 def test_an_invalid_rate_is_a_clear_error(rate):
     with pytest.raises(seqkit.SeqkitError, match="dropout"):
         seqkit.train(dropout=rate, progress=False)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("embedding", [0, E], ids=["one-hot", "embedding"])
+@pytest.mark.parametrize("cell", [RNNTanh, RNNRelu], ids=["tanh", "relu"])
+@pytest.mark.parametrize("name", installed_backends())
+def test_every_fused_network_keeps_the_network_contract(name, cell, embedding, dtype):
+    from seqkit.testing import check_network
+
+    be = backend(name, dtype)
+    spec = ModelSpec(cell(), V, H, embedding)
+    found = [net for net in networks(name, spec) if not isinstance(net, GenericNetwork)]
+    for network in [type(net)(be, spec) for net in found]:
+        check_network(network)
+
+
+class _IgnoresMasks(GenericNetwork):
+    """Claims dropout support but trains the whole network."""
+
+    def loss_and_grad(self, params, X, Y, state, loss_from=0, masks=None):
+        return super().loss_and_grad(params, X, Y, state, loss_from)
+
+
+def test_the_network_check_catches_ignored_masks():
+    from seqkit.testing import check_network
+
+    with pytest.raises(AssertionError, match=r"\(dropout\): loss"):
+        check_network(_IgnoresMasks(backend("numpy"), ModelSpec(RNNTanh(), V, H, E)))

@@ -22,6 +22,7 @@ from seqkit.testing.cells import (Problem, check_cell, check_cell_agrees, check_
 from seqkit.testing.compare import TOLERANCE, as_numpy, assert_close
 from seqkit.testing.data import check_corpus, check_sampler
 from seqkit.testing.decoders import MarkovModel, check_choose, check_decoder, check_distribution, check_search
+from seqkit.testing.networks import check_network
 from seqkit.testing.registry import installed_backends, make_backend, usable_backends
 from seqkit.testing.updates import check_clipper, check_optimizer
 
@@ -29,6 +30,6 @@ __all__ = [
     "MarkovModel", "Problem", "TOLERANCE", "as_numpy", "assert_close", "check_autodiff", "check_backend",
     "check_cell", "check_cell_agrees", "check_cell_gradients", "check_cell_shapes", "check_cell_step",
     "check_choose", "check_clipper", "check_conversion", "check_corpus", "check_cross_entropy", "check_decoder",
-    "check_distribution", "check_ops", "check_optimizer", "check_sampler", "check_search", "check_updates",
+    "check_distribution", "check_network", "check_ops", "check_optimizer", "check_sampler", "check_search", "check_updates",
     "installed_backends", "make_backend", "make_problem", "numeric_gradient", "usable_backends",
 ]
