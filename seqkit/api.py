@@ -313,7 +313,7 @@ def _train(notify: Progress | None, registry: Registry, resume: str | Path | Non
     fingerprint = dataset_fingerprint(data.train_ids, data.val_ids, data.val_fraction)
     if ckpt is not None:
         check_resume_data(ckpt, data.vocab, fingerprint)
-    spec = ModelSpec(spec_cell, len(data.vocab), run_config.hidden, run_config.embedding)
+    spec = ModelSpec(spec_cell, len(data.vocab), run_config.hidden, run_config.embedding, run_config.init)
     check_memory(run_config, spec, parts.backend, parts.optimizer, parts.sampler, len(data.train_ids))
     network = make_network(parts.backend, spec, run_config.impl, run_config.dropout)
     parallel = distributed.setup(parts.backend, run_config.batch_size)  # None in one process

@@ -418,7 +418,7 @@ class Checkpoint:
     def model_spec(self, registry: Any, config: Any) -> ModelSpec:
         """The `ModelSpec` the config describes, checked against the arrays."""
         cell = registry.create("cell", config.cell, **config.component_options("cell"))
-        spec = ModelSpec(cell, len(self.vocab), config.hidden, config.embedding)
+        spec = ModelSpec(cell, len(self.vocab), config.hidden, config.embedding, config.get("init", "small-normal"))
         self.check_model(spec, config.batch_size)
         return spec
 

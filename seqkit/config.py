@@ -47,6 +47,9 @@ CORE_GROUPS: dict[str, tuple[Option, ...]] = {
     "Model": (
         Option("hidden", int, 512, "Hidden units.", ge=1),
         Option("embedding", int, 0, "Embedding width (0 = one-hot inputs).", ge=0),
+        Option("init", str, "small-normal", "Initial weights: small-normal = the lessons' normal(0, 0.01) and zero "
+               "biases; pytorch = uniform(±1/sqrt(hidden)) as nn.RNN and nn.Linear, embedding normal(0, 1).",
+               choices=("small-normal", "pytorch")),
         Option("dropout", float, 0.0, "Dropout rate in training, on the cell output before the output layer and on "
                "the embedded inputs (never on the recurrent state).", ge=0, lt=1),
     ),

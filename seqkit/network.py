@@ -22,18 +22,22 @@ from seqkit.dropout import DropoutMasks
 OUTPUT_PARAMS = ("W_hq", "b_q")
 EMBED_PARAM = "W_embed"
 INIT_SCALE = 0.01
+#: How fresh parameters are drawn (``--init``): the lessons' small normal, or PyTorch's defaults.
+INIT_SCHEMES = ("small-normal", "pytorch")
 
 
 @dataclass(frozen=True)
 class ModelSpec:
     """What a network is: the cell, vocabulary size, hidden width and input encoding.
 
-    ``embedding_dim == 0`` means one-hot inputs (the lesson's default)."""
+    ``embedding_dim == 0`` means one-hot inputs (the lesson's default). ``init`` is one of
+    `INIT_SCHEMES` (see `init_params`)."""
 
     cell: Cell
     vocab_size: int
     hidden_size: int
     embedding_dim: int = 0
+    init: str = "small-normal"
 
     @property
     def input_size(self) -> int:
@@ -52,10 +56,25 @@ class ModelSpec:
         return specs
 
     def init_params(self, rng: np.random.Generator) -> dict[str, np.ndarray]:
-        """Fresh float64 parameters: normal(0, 0.01) weights, zero biases, drawn in name order."""
+        """Fresh float64 parameters, drawn in name order from ``rng``.
+
+        ``small-normal`` (the lessons'): normal(0, 0.01) weights and zero biases (a `ParamSpec`
+        with ``init="zeros"``). ``pytorch``: what ``nn.RNN``/``nn.GRU``, ``nn.Linear`` and
+        ``nn.Embedding`` start from — every weight and bias of the cell and the output layer
+        uniform in ±1/√hidden, the embedding normal(0, 1). The small init starts with a nearly
+        memoryless recurrence and slow learning; on tiny Shakespeare the PyTorch one reaches in
+        one epoch what the small one needs five for (docs/results.md)."""
+        if self.init not in INIT_SCHEMES:
+            raise ValueError(f"unknown init scheme {self.init!r}; choose one of: {', '.join(INIT_SCHEMES)}")
         params = {}
+        bound = 1.0 / np.sqrt(self.hidden_size)
         for name, spec in sorted(self.param_specs().items()):
-            if spec.init == "zeros":
+            if self.init == "pytorch":
+                if name == EMBED_PARAM:
+                    params[name] = rng.normal(0.0, 1.0, size=spec.shape)
+                else:
+                    params[name] = rng.uniform(-bound, bound, size=spec.shape)
+            elif spec.init == "zeros":
                 params[name] = np.zeros(spec.shape)
             else:
                 params[name] = rng.normal(0.0, INIT_SCALE, size=spec.shape)
