@@ -27,7 +27,7 @@ from seqkit.config import CORE_OPTIONS, KIND_OPTIONS, RunConfig, resolve
 from seqkit.configfile import read_config_file
 from seqkit.dataset import Dataset, load_dataset
 from seqkit import distributed
-from seqkit.engine import BudgetSpent, FitState, TrainSettings, evaluate, fit, perplexity
+from seqkit.engine import BudgetSpent, Clock, FitState, TrainSettings, evaluate, fit, perplexity
 from seqkit.engine import sample as sample_ids
 from seqkit.errors import ConfigError, DataError, DivergedError, SeqkitError, TrainingInterrupted
 from seqkit.logger import Logger
@@ -360,7 +360,7 @@ def _fit_and_save(run: Run, data: Dataset, parts: Components, info: dict,
         fit(network, run.params, data.train_ids, parts.sampler, parts.clipper, settings, sampler_rng,
             data.val_ids if len(data.val_ids) else None, recorder.on_epoch,
             resume=run.fit_state, on_step=recorder.on_step, on_interrupt=recorder.on_interrupt,
-            optimizer=parts.optimizer, opt_state=run.opt_state)
+            optimizer=parts.optimizer, opt_state=run.opt_state, clock=_run_clock(run, parallel))
     except DivergedError as exc:
         recorder.write_summary(None, error=str(exc))
         recorder.write_plot()
@@ -399,6 +399,15 @@ def _fit_and_save(run: Run, data: Dataset, parts: Components, info: dict,
     recorder.write_plot()
     hook.seqkit_run_finished(run=run, status="completed", error=None)
     return run
+
+
+def _run_clock(run: Run, parallel: distributed.DataParallel | None) -> Clock:
+    """The clock `fit` reads, from the time the run has already spent; one every rank agrees on
+    when data-parallel under a time budget (the learning rate and the stop follow it)."""
+    spent = run.fit_state.spent_s if run.fit_state else 0.0
+    if parallel is not None and run.config.time_budget:
+        return distributed.AgreedClock(parallel, spent)
+    return Clock(spent)
 
 
 def _seconds_per_minibatch(run: Run, data: Dataset) -> float | None:

@@ -30,6 +30,7 @@ import numpy as np
 
 from seqkit.backend import Params
 from seqkit.dropout import DropoutMasks
+from seqkit.engine import Clock
 from seqkit.errors import ConfigError, SeqkitError
 from seqkit.network import Network
 
@@ -211,6 +212,18 @@ def gather_fit_state(parallel: DataParallel | None, state: "FitState") -> "FitSt
     if parallel is None or state.carried is None:
         return state
     return dataclasses.replace(state, carried=parallel.gather_rows(state.carried))
+
+
+class AgreedClock(Clock):
+    """A run clock every rank reads alike (the ranks' mean): under ``--time-budget`` the learning
+    rate and the moment training stops follow the clock, and the ranks must not differ on either."""
+
+    def __init__(self, parallel: DataParallel, spent_s: float = 0.0) -> None:
+        super().__init__(spent_s)
+        self.parallel = parallel
+
+    def elapsed(self) -> float:
+        return self.parallel.average_scalar(super().elapsed())
 
 
 def agreed_stop(parallel: DataParallel | None,

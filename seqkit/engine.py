@@ -127,6 +127,7 @@ def fit(
     on_interrupt: StepCallback | None = None,
     optimizer: Optimizer | None = None,
     opt_state: OptimizerState | None = None,
+    clock: Clock | None = None,
 ) -> list[dict]:
     """Train ``params`` in place; return one metrics row per epoch (also passed to ``on_epoch``).
 
@@ -138,9 +139,10 @@ def fit(
 
     Under ``settings.time_budget_s`` the epoch running when the budget is spent ends after its
     current minibatch; its row (marked ``budget_spent``) is recorded like any other, and then
-    `BudgetSpent` is raised."""
+    `BudgetSpent` is raised. ``clock`` (default: a `Clock` from ``resume.spent_s``) is read
+    twice per minibatch and once per epoch, in the same order on every data-parallel rank."""
     resume = resume or FitState(epoch=start_epoch - 1)
-    clock = Clock(resume.spent_s)
+    clock = clock or Clock(resume.spent_s)
     loop = _Loop(network, params, train_ids, sampler, clipper, settings, rng, on_step, optimizer, opt_state, clock)
     if resume.sampler_rng is not None:
         rng.bit_generator.state = resume.sampler_rng

@@ -246,3 +246,16 @@ def test_sharded_network_rows_and_states():
     want, want_grads, want_final = inner.loss_and_grad(params, X[3:], X[3:], inner.init_state(3))
     assert loss == want and torch.equal(final[0], want_final[0])
     assert net.parallel.shard_rows((torch.arange(6.0)[:, None],))[0].flatten().tolist() == [3.0, 4.0, 5.0]
+
+
+def test_two_ranks_agree_on_a_time_budget(corpora_dir, tmp_path):
+    """Under --time-budget every rank reads one clock (the ranks' mean): the cosine rate and the
+    minibatch training stops at are the same on both, so neither waits on the other."""
+    options = dict(RUN, backend="torch", epochs=500, schedule="cosine", time_budget=0.05)
+    procs = start_ranks(["run", "-q", *flags(options), "--out", "budget"], tmp_path)
+    outputs = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [err[-800:] for _, err in outputs]
+    history = rows(tmp_path / "budget")
+    assert history[-1].get("budget_spent") and len(history) < 500
+    summary = json.loads((tmp_path / "budget" / "summary.json").read_text())
+    assert summary["status"] == "budget-spent"
