@@ -74,6 +74,21 @@ class Backend(ABC):
     def subtract(self, a: Array, b: Array) -> Array:
         """Elementwise difference with broadcasting."""
 
+    def divide(self, a: Array, b: Array) -> Array:
+        """Elementwise quotient with broadcasting (either side may be a Python number). This
+        default goes through NumPy (no gradient; enough for optimizers); backends override it."""
+        import numpy as np
+        return self.asarray(np.divide(self._host(a), self._host(b)))
+
+    def sqrt(self, x: Array) -> Array:
+        """Elementwise square root. This default goes through NumPy (no gradient); backends
+        override it."""
+        import numpy as np
+        return self.asarray(np.sqrt(self._host(x)))
+
+    def _host(self, x: Any) -> Any:
+        return x if isinstance(x, (int, float)) else self.to_numpy(x)
+
     @abstractmethod
     def tanh(self, x: Array) -> Array:
         """Elementwise hyperbolic tangent."""
@@ -132,20 +147,13 @@ class Backend(ABC):
         self, params: Params, grads: Params, m: Params, v: Params, lr: float, beta1: float, beta2: float,
         eps: float, step: int,
     ) -> None:
-        """Adam (bias-corrected, ``step`` counted from 1), in place on ``params``, ``m`` and ``v``:
+        """Adam (bias-corrected, ``step`` counted from 1), updating the dicts ``params``, ``m`` and ``v``:
         m = b1 m + (1 - b1) g; v = b2 v + (1 - b2) g²; p -= lr / (1 - b1^step) · m / (sqrt(v / (1 - b2^step)) + eps).
 
-        This default computes through NumPy and copies back (correct everywhere, slow on devices);
-        backends override it with native in-place ops."""
-        import numpy as np
-        bc1, bc2 = 1.0 - beta1 ** step, 1.0 - beta2 ** step
-        for name, grad in grads.items():
-            g = self.to_numpy(grad)
-            new_m = beta1 * self.to_numpy(m[name]) + (1.0 - beta1) * g
-            new_v = beta2 * self.to_numpy(v[name]) + (1.0 - beta2) * g * g
-            update = (lr / bc1) * new_m / (np.sqrt(new_v / bc2) + eps)
-            m[name], v[name] = self.asarray(new_m), self.asarray(new_v)
-            params[name] = self.asarray(self.to_numpy(params[name]) - update)
+        This default is the rule written once on the op surface (`adam_on_ops`), so it runs on any
+        backend; the built-in backends override it with native in-place ops as a fast path (the
+        tests hold each to it)."""
+        adam_on_ops(self, params, grads, m, v, lr, beta1, beta2, eps, step)
 
     @abstractmethod
     def global_norm(self, grads: Params) -> float:
@@ -172,3 +180,15 @@ class Backend(ABC):
 
     def synchronize(self) -> None:
         """Wait for queued device work (for honest timings). A no-op on synchronous backends."""
+
+
+def adam_on_ops(ops: Backend, params: Params, grads: Params, m: Params, v: Params, lr: float, beta1: float,
+                beta2: float, eps: float, step: int) -> None:
+    """Adam's update rule on the op surface (``add``, ``multiply``, ``subtract``, ``divide``,
+    ``sqrt``): new arrays are stored back into ``params``, ``m`` and ``v`` by name."""
+    bc1, bc2 = 1.0 - beta1 ** step, 1.0 - beta2 ** step
+    for name, grad in grads.items():
+        m[name] = ops.add(ops.multiply(m[name], beta1), ops.multiply(grad, 1.0 - beta1))
+        v[name] = ops.add(ops.multiply(v[name], beta2), ops.multiply(ops.multiply(grad, grad), 1.0 - beta2))
+        denominator = ops.add(ops.sqrt(ops.multiply(v[name], 1.0 / bc2)), eps)
+        params[name] = ops.subtract(params[name], ops.multiply(ops.divide(m[name], denominator), lr / bc1))

@@ -96,6 +96,12 @@ class MxnetBackend(Backend):
     def subtract(self, a: Array, b: Array) -> Array:
         return a - b if _scalar(a) or _scalar(b) else nd.broadcast_sub(a, b)
 
+    def divide(self, a: Array, b: Array) -> Array:
+        return a / b if _scalar(a) or _scalar(b) else nd.broadcast_div(a, b)
+
+    def sqrt(self, x: Array) -> Array:
+        return nd.sqrt(x)
+
     def tanh(self, x: Array) -> Array:
         return nd.tanh(x)
 

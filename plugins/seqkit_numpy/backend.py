@@ -70,6 +70,12 @@ class NumpyBackend(Backend):
     def subtract(self, a: Array, b: Array) -> Array:
         return anp.subtract(a, b)
 
+    def divide(self, a: Array, b: Array) -> Array:
+        return anp.divide(a, b)
+
+    def sqrt(self, x: Array) -> Array:
+        return anp.sqrt(x)
+
     def tanh(self, x: Array) -> Array:
         return anp.tanh(x)
 

@@ -1,7 +1,9 @@
 """Parameter updates: SGD (the lesson's, with optional momentum, Nesterov and weight decay), Adam,
-and AdamW. Extensions are written once on the backend op surface (``add``, ``multiply``,
-``subtract``), so they run on every backend; the plain SGD and Adam steps use the backends' native
-in-place updates (``sgd_update``, ``adam_update``) as fast paths."""
+and AdamW. Every rule is written once on the backend op surface (``add``, ``multiply``,
+``subtract``, ``divide``, ``sqrt``; Adam's is `seqkit.backend.adam_on_ops`), so it runs on every
+backend; the plain SGD and Adam steps go through ``backend.sgd_update`` / ``backend.adam_update``,
+which the built-in backends implement with native in-place ops as fast paths (and a backend that
+does not override ``adam_update`` gets the op-surface rule)."""
 
 from __future__ import annotations
 

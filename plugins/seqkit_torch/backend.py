@@ -83,6 +83,12 @@ class TorchBackend(Backend):
     def subtract(self, a: Array, b: Array) -> Array:
         return a - b
 
+    def divide(self, a: Array, b: Array) -> Array:
+        return a / b
+
+    def sqrt(self, x: Array) -> Array:
+        return torch.sqrt(x)
+
     def tanh(self, x: Array) -> Array:
         return torch.tanh(x)
 

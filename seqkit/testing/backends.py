@@ -9,11 +9,12 @@
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any, Callable
 
 import numpy as np
 
-from seqkit.backend import Backend
+from seqkit.backend import Backend, adam_on_ops
 from seqkit.testing.compare import TOLERANCE, assert_close
 
 OPS = ("matmul", "add", "multiply", "subtract", "tanh", "relu", "sigmoid", "zeros", "one_hot", "take",
@@ -66,6 +67,9 @@ def check_ops(backend: Backend) -> None:
         "add": (ops.add(A, BIAS), a + bias),
         "multiply": (ops.multiply(A, BIAS), a * bias),
         "subtract": (ops.subtract(A, BIAS), a - bias),
+        "divide": (ops.divide(A, ops.add(ops.multiply(BIAS, BIAS), 1.0)), a / (bias * bias + 1)),
+        "divide (number)": (ops.divide(A, 4.0), a / 4.0),
+        "sqrt": (ops.sqrt(ops.multiply(A, A)), np.abs(a)),
         "add (same shape)": (ops.add(A, A), a + a),
         "tanh": (ops.tanh(A), np.tanh(a)),
         "relu": (ops.relu(A), ref["relu"](a)),
@@ -207,8 +211,9 @@ def check_autodiff(backend: Backend) -> None:
 
 
 def check_updates(backend: Backend) -> None:
-    """``sgd_update`` (in place on the dict), ``global_norm`` (a float), ``scale`` and
-    ``adam_update`` give NumPy's numbers."""
+    """``sgd_update`` (in place on the dict), ``global_norm`` (a float), ``scale``, and both
+    ``adam_update`` and Adam written on the op surface (`seqkit.backend.adam_on_ops`) give NumPy's
+    numbers."""
     ops, tol = backend, TOLERANCE[backend.dtype]
     rng = np.random.default_rng(3)
     p = {"w": rng.normal(size=(3, 2)), "b": rng.normal(size=(2,))}
@@ -230,16 +235,19 @@ def check_updates(backend: Backend) -> None:
     for name in g:
         assert_close(ops.to_numpy(scaled[name]), 0.5 * g[name], tol, f"scale of {name!r}")
 
-    params, m, v = native(p), native({k: np.zeros_like(x) for k, x in p.items()}), \
-        native({k: np.zeros_like(x) for k, x in p.items()})
     ref_p, ref_m, ref_v = {k: x.copy() for k, x in p.items()}, {k: 0.0 for k in p}, {k: 0.0 for k in p}
     for step in (1, 2):
-        ops.adam_update(params, native(g), m, v, 0.01, 0.9, 0.999, 1e-8, step)
         for k in p:
             ref_m[k] = 0.9 * ref_m[k] + 0.1 * g[k]
             ref_v[k] = 0.999 * ref_v[k] + 0.001 * g[k] ** 2
             ref_p[k] = ref_p[k] - 0.01 / (1 - 0.9 ** step) * ref_m[k] / (np.sqrt(ref_v[k] / (1 - 0.999 ** step)) + 1e-8)
-    for name in p:
-        assert_close(ops.to_numpy(params[name]), ref_p[name], tol, f"adam_update of {name!r}")
-        assert_close(ops.to_numpy(m[name]), ref_m[name], tol, f"adam_update's m of {name!r}")
-        assert_close(ops.to_numpy(v[name]), ref_v[name], tol, f"adam_update's v of {name!r}")
+    rules = {"adam_update": ops.adam_update, "Adam on the op surface": partial(adam_on_ops, ops)}
+    for rule, update in rules.items():
+        params, m, v = native(p), native({k: np.zeros_like(x) for k, x in p.items()}), \
+            native({k: np.zeros_like(x) for k, x in p.items()})
+        for step in (1, 2):
+            update(params, native(g), m, v, 0.01, 0.9, 0.999, 1e-8, step)
+        for name in p:
+            assert_close(ops.to_numpy(params[name]), ref_p[name], tol, f"{rule} of {name!r}")
+            assert_close(ops.to_numpy(m[name]), ref_m[name], tol, f"{rule}'s m of {name!r}")
+            assert_close(ops.to_numpy(v[name]), ref_v[name], tol, f"{rule}'s v of {name!r}")
