@@ -104,8 +104,8 @@ def test_adam_training_gives_the_same_numbers_on_every_backend(corpora_dir, tiny
 
 
 def test_adam_beats_sgd_at_the_lesson_budget_on_held_out_shakespeare(corpora_dir):
-    options = dict(corpus="shakespeare", max_tokens=30000, hidden=64, batch_size=16, num_steps=25, epochs=3, init="small-normal",
-                   seed=0)
+    options = dict(corpus="shakespeare", max_tokens=30000, hidden=64, batch_size=16, num_steps=25, epochs=3,
+                   init="small-normal", seed=0)
     sgd = seqkit.train(**options)
     adam = seqkit.train(**options, optimizer="adam", lr=0.01)
     assert adam.history[-1]["val_ppl"] < 0.8 * sgd.history[-1]["val_ppl"]
