@@ -303,7 +303,7 @@ def test_each_preset_resolves_and_trains_on_numpy(name, corpora_dir, tmp_path):
         assert config.get("lr_decay", 1.0) == 1.0 and config.epochs == preset.values["epochs"]
     for key, value in preset.values.items():
         assert config[key] == (value if key not in ("prefix",) else list(value)), key
-    small = {"batch_size": min(config.batch_size, 16), "hidden": min(config.hidden, 256)}
+    small = {"batch_size": min(config.batch_size, 16), "hidden": min(config.hidden, 256), "backend": "numpy"}
     run = seqkit.train(preset=name, epochs=1, max_tokens=3000, checkpoint_every=0, predict_len=10, **small)
     assert len(run.history) == 1 and run.history[0]["train_ppl"] < len(run.vocab)
     assert all(run.predict(p).startswith(p) for p in run.prefixes)
