@@ -465,8 +465,8 @@ def _start_info(run: Run, data: Dataset, spec: ModelSpec, ckpt: Checkpoint | Non
         "corpus": config.corpus, "cell": config.cell, "hidden": config.hidden, "optimizer": config.optimizer,
         "lr": config.lr, "log_every": config.log_every, "batches_per_epoch": batches,
         "estimate_s": per_batch * batches * epochs_left if per_batch else None,
-        "time_budget_s": config.time_budget * 60 - (ckpt.state["training"].get("spent_s", 0.0) if ckpt else 0.0)
-        if config.time_budget else None,
+        "time_budget_s": config.time_budget * 60 if config.time_budget else None,
+        "spent_s": ckpt.state["training"].get("spent_s", 0.0) if ckpt else 0.0,
         "backend": backend.name, "device": backend.device, "impl": run.network.impl, "dtype": backend.dtype,
         "vocab_size": len(data.vocab), "train_tokens": len(data.train_ids), "val_tokens": len(data.val_ids),
         "num_params": int(sum(np.prod(s.shape) for s in spec.param_specs().values())),

@@ -31,7 +31,7 @@ def _duration(seconds: float) -> str:
 
 def start_lines(info: dict) -> list[str]:
     """What will run and roughly how long it will take, then the data and model sizes."""
-    budget = info.get("time_budget_s")
+    budget = info["time_budget_s"] - info.get("spent_s", 0.0) if info.get("time_budget_s") else None
     epochs = f"up to {info['epochs']}" if budget else str(info["epochs"])
     plan = (f"seqkit: {epochs} epochs of {info.get('batches_per_epoch', '?')} minibatches "
             f"({info['cell']} H={info['hidden']}, {info['optimizer']} lr {info['lr']:g}) on {info['corpus']} with "
@@ -76,6 +76,7 @@ class RunPrinter:
         self.console = out or Console(highlight=False, soft_wrap=True)
         self.live = self.console.is_terminal or self.console.is_jupyter
         self.progress: Any = None
+        self.budget_s: float | None = None
         self.last: dict | None = None
         self.samples: list[str] = []
 
@@ -105,8 +106,13 @@ class RunPrinter:
                 TextColumn("{task.fields[stats]}"), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
                 console=self.console, transient=True)
             self.progress.start()
-            self.run_task = self.progress.add_task("run", total=self.epochs * self.per_epoch,
-                                                   completed=first_epoch * self.per_epoch, stats="")
+            self.budget_s = info.get("time_budget_s")  # the run bar then shows the budget's seconds
+            if self.budget_s:
+                self.run_task = self.progress.add_task("time budget", total=round(self.budget_s),
+                                                       completed=round(info.get("spent_s", 0.0)), stats="")
+            else:
+                self.run_task = self.progress.add_task("run", total=self.epochs * self.per_epoch,
+                                                       completed=first_epoch * self.per_epoch, stats="")
             self.epoch_task = self.progress.add_task(f"epoch {first_epoch + 1}/{self.epochs}",
                                                      total=self.per_epoch, stats="")
 
@@ -120,7 +126,8 @@ class RunPrinter:
         position = min(state.position, self.per_epoch)
         self.progress.update(self.epoch_task, description=f"epoch {epoch}/{self.epochs}", completed=position,
                              stats=stats)
-        self.progress.update(self.run_task, completed=state.epoch * self.per_epoch + position)
+        done = min(state.spent_s, self.budget_s) if self.budget_s else state.epoch * self.per_epoch + position
+        self.progress.update(self.run_task, completed=done)
 
     def _on_epoch(self, row: dict) -> None:
         self.last = row
@@ -128,7 +135,8 @@ class RunPrinter:
         if epoch % self.log_every == 0 or epoch == self.epochs or epoch == 1:
             self._print(epoch_line(row, self.epochs))
         if self.progress is not None:
-            self.progress.update(self.run_task, completed=epoch * self.per_epoch)
+            if not self.budget_s:
+                self.progress.update(self.run_task, completed=epoch * self.per_epoch)
             self.progress.reset(self.epoch_task, total=self.per_epoch, description=f"epoch {epoch + 1}/{self.epochs}")
 
     def _on_sample(self, text: str) -> None:

@@ -4,6 +4,7 @@ rough edges a new user hit (wrapped logs, markup eaten, empty folders, relative 
 from __future__ import annotations
 
 import io
+import re
 import json
 import os
 import stat
@@ -54,6 +55,16 @@ def test_the_live_display_shows_bars_eta_and_epoch_lines(corpora_dir, tiny):
     text = buffer.getvalue()
     assert "ETA" in text and "ppl" in text and "tok/s" in text and "epoch 2/2" in text
     assert "train ppl" in text and "sample:" in text
+
+
+def test_under_a_time_budget_the_run_bar_counts_the_budget(corpora_dir, tiny):
+    buffer = io.StringIO()
+    printer = RunPrinter(out=Console(file=buffer, force_terminal=True, width=120))
+    seqkit.train(**{**tiny, "epochs": 1000}, time_budget=0.02, progress=printer, log_every=1)
+    printer.done(None)
+    text = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", buffer.getvalue())  # no terminal colours
+    assert "time budget" in text and "/1 " in text  # 1.2 s, shown as whole seconds
+    assert "up to 1000 epochs" in text and "for a time budget of 1 s" in text
 
 
 def test_the_api_reports_by_default_and_is_silent_on_request(corpora_dir, tiny, capsys):
