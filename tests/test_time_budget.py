@@ -9,6 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 import seqkit
+import seqkit.api
 import seqkit.engine
 from seqkit.cli import main
 from seqkit.engine import TrainSettings
@@ -33,6 +34,7 @@ def ticking_clock(monkeypatch):
             return self.spent_s + self.readings * TICK
 
     monkeypatch.setattr(seqkit.engine, "Clock", TickingClock)
+    monkeypatch.setattr(seqkit.api, "Clock", TickingClock)  # the run's clock is made in api
 
 
 def test_expected_steps_follow_the_pace_within_the_plan():
