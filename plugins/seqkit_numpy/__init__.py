@@ -1,4 +1,4 @@
-"""Built-in NumPy backend: the op surface on `autograd.numpy`, plus a hand-derived fused RNN."""
+"""Built-in NumPy backend: the op surface on NumPy with its own op tape, plus a hand-derived fused RNN."""
 
 from seqkit import LazyComponent, hookimpl
 from seqkit.backend import BACKEND_OPTIONS
@@ -10,8 +10,6 @@ def register_backends(register: Register) -> None:
     register(LazyComponent(
         name="numpy",
         target="seqkit_numpy.backend:NumpyBackend",
-        requires=("autograd",),
-        install_hint="pip install autograd",
         options=BACKEND_OPTIONS,
-        description="NumPy on the CPU; autograd for any cell, hand-written BPTT for rnn-tanh/rnn-relu",
+        description="NumPy on the CPU; an op tape for any cell, hand-written BPTT for rnn-tanh/rnn-relu",
     ))

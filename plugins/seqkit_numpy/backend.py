@@ -1,16 +1,15 @@
-"""The NumPy backend: ops written with `autograd.numpy`, differentiated by the `autograd` library."""
+"""The NumPy backend: the op surface on NumPy arrays, differentiated by `seqkit_numpy.tape`."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Sequence
 
-import autograd
-import autograd.numpy as anp
 import numpy as np
-from autograd.tracer import getval
 
 from seqkit.backend import Array, Backend, LossFn, Params
 from seqkit.errors import ConfigError
+from seqkit_numpy import tape
+from seqkit_numpy.tape import value
 
 if TYPE_CHECKING:
     from seqkit.network import ModelSpec, Network
@@ -19,23 +18,12 @@ DTYPES = ("float32", "float64")
 FUSED_CELLS = ("rnn-relu", "rnn-tanh")
 
 
-def _unbox(tree: Any) -> Any:
-    """``getval`` through tuples, lists and dicts."""
-    if isinstance(tree, tuple):
-        return tuple(_unbox(x) for x in tree)
-    if isinstance(tree, list):
-        return [_unbox(x) for x in tree]
-    if isinstance(tree, dict):
-        return {k: _unbox(v) for k, v in tree.items()}
-    return getval(tree)
-
-
 class NumpyBackend(Backend):
-    """NumPy on the CPU. Any cell is differentiated by `autograd`; the built-in RNN cells also
-    have a hand-derived batched BPTT (`seqkit_numpy.fused.FusedRNN`)."""
+    """NumPy on the CPU. Any cell is differentiated by the op tape (`seqkit_numpy.tape`); the
+    built-in RNN cells also have a hand-derived batched BPTT (`seqkit_numpy.fused.FusedRNN`)."""
 
     name = "numpy"
-    description = "NumPy on the CPU; autograd for any cell, hand-written BPTT for rnn-tanh/rnn-relu"
+    description = "NumPy on the CPU; an op tape for any cell, hand-written BPTT for rnn-tanh/rnn-relu"
 
     def __init__(self, device: str = "auto", dtype: str = "float32") -> None:
         if device not in ("auto", "cpu"):
@@ -49,41 +37,41 @@ class NumpyBackend(Backend):
 
     # -- conversion -------------------------------------------------------------------------
     def asarray(self, array: np.ndarray) -> np.ndarray:
-        array = np.asarray(getval(array))
+        array = np.asarray(value(array))
         if array.dtype.kind in "iub":
             return np.array(array, dtype=np.int64)
         return np.array(array, dtype=self._np_dtype)
 
     def to_numpy(self, x: Array) -> np.ndarray:
-        return np.array(getval(x))
+        return np.array(value(x))
 
     # -- op surface -------------------------------------------------------------------------
     def matmul(self, a: Array, b: Array) -> Array:
-        return anp.dot(a, b)
+        return tape.matmul(a, b)
 
     def add(self, a: Array, b: Array) -> Array:
-        return anp.add(a, b)
+        return tape.add(a, b)
 
     def multiply(self, a: Array, b: Array) -> Array:
-        return anp.multiply(a, b)
+        return tape.multiply(a, b)
 
     def subtract(self, a: Array, b: Array) -> Array:
-        return anp.subtract(a, b)
+        return tape.subtract(a, b)
 
     def divide(self, a: Array, b: Array) -> Array:
-        return anp.divide(a, b)
+        return tape.divide(a, b)
 
     def sqrt(self, x: Array) -> Array:
-        return anp.sqrt(x)
+        return tape.sqrt(x)
 
     def tanh(self, x: Array) -> Array:
-        return anp.tanh(x)
+        return tape.tanh(x)
 
     def relu(self, x: Array) -> Array:
-        return x * (getval(x) > 0)
+        return tape.relu(x)
 
     def sigmoid(self, x: Array) -> Array:
-        return 0.5 * (anp.tanh(0.5 * x) + 1.0)
+        return tape.sigmoid(x)
 
     def zeros(self, shape: Sequence[int]) -> np.ndarray:
         return np.zeros(tuple(shape), dtype=self._np_dtype)
@@ -92,39 +80,29 @@ class NumpyBackend(Backend):
         eye = self._eye.get(depth)
         if eye is None:
             eye = self._eye[depth] = np.eye(depth, dtype=self._np_dtype)
-        return eye[np.asarray(getval(ids))]
+        return eye[np.asarray(value(ids))]
 
     def take(self, table: Array, ids: Array) -> Array:
-        return table[np.asarray(getval(ids))]
+        return tape.take(table, np.asarray(value(ids)))
 
     def concatenate(self, arrays: Sequence[Array], axis: int = 0) -> Array:
-        return anp.concatenate(list(arrays), axis=axis)
+        return tape.concatenate(list(arrays), axis=axis)
 
     def reshape(self, x: Array, shape: Sequence[int]) -> Array:
-        return anp.reshape(x, tuple(shape))
+        return tape.reshape(x, tuple(shape))
 
     def cross_entropy(self, logits: Array, targets: Array) -> Array:
-        targets = np.asarray(getval(targets))
-        shifted = logits - np.max(getval(logits), axis=1, keepdims=True)
-        lse = anp.log(anp.sum(anp.exp(shifted), axis=1))
-        picked = shifted[np.arange(targets.shape[0]), targets]
-        return anp.mean(lse - picked)
+        return tape.cross_entropy(logits, np.asarray(value(targets)))
 
     # -- autodiff and state -----------------------------------------------------------------
     def value_and_grad(self, fn: LossFn, params: Params) -> tuple[float, Params, Any]:
-        stash: dict[str, Any] = {}
-
-        def loss_only(p: Params) -> Array:
-            loss, aux = fn(p)
-            stash["aux"] = _unbox(aux)
-            return loss
-
-        loss, grads = autograd.value_and_grad(loss_only)(params)
-        grads = {k: np.asarray(g, dtype=params[k].dtype) for k, g in grads.items()}
-        return float(getval(loss)), grads, stash["aux"]
+        loss, found, aux = tape.value_and_grad(fn, params)
+        grads = {k: np.zeros_like(params[k]) if g is None else np.asarray(g, dtype=params[k].dtype)
+                 for k, g in found.items()}
+        return float(loss), grads, aux
 
     def detach(self, x: Array) -> Array:
-        return getval(x)
+        return value(x)
 
     # -- updates ----------------------------------------------------------------------------
     def sgd_update(self, params: Params, grads: Params, lr: float) -> None:
