@@ -6,8 +6,9 @@ The lesson's workload: The Time Machine as one-hot characters (from ``$SEQKIT_DA
 download cache), T=35, H=512, tanh, global-norm clipping at 1, SGD with lr 1, float32, sequential
 minibatches with the state carried (detached). Each row trains a fixed number of minibatches after
 a warm-up; the value is the median of the repeats in tokens/s (training) or characters/s (greedy
-generation, batch 1). Thread counts are set before MXNet is imported; ``MXNET_ENGINE_TYPE`` is
-left as the user has it. Run this in its own process (``benchmarks/bench.py`` does): MXNet's
+generation, batch 1). Thread counts are set before MXNet is imported; every row runs on the engine
+seqkit's import chooses (``NaiveEngine`` unless ``MXNET_ENGINE_TYPE`` is set: see
+`seqkit_mxnet.compat`). Run this in its own process (``benchmarks/bench.py`` does): MXNet's
 OpenMP runtime slows later small torch GEMMs in the same process.
 """
 

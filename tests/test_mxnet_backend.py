@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -112,6 +113,21 @@ def test_import_failure_is_one_line(monkeypatch):
 def test_numpy_bool_alias_restored():
     assert compat.import_mxnet() is mx
     assert np.bool is bool
+
+
+@pytest.mark.parametrize("chosen, engine", [(None, "NaiveEngine"), ("ThreadedEngine", "ThreadedEngine")])
+def test_mxnet_runs_on_the_synchronous_engine_unless_the_user_chose_one(chosen, engine):
+    code = ("import os; from seqkit_mxnet.compat import import_mxnet; mx = import_mxnet(); "
+            "mx.nd.ones((2,)).asnumpy(); print(os.environ['MXNET_ENGINE_TYPE'])")
+    env = {k: v for k, v in os.environ.items() if k != "MXNET_ENGINE_TYPE"}
+    if chosen:
+        env["MXNET_ENGINE_TYPE"] = chosen
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
+    assert out.stdout.strip() == engine
+    if chosen:
+        assert f"using engine: {engine}" in out.stderr  # what MXNet itself reports
+    else:
+        assert "using engine" not in out.stderr  # seqkit's own choice is not announced
 
 
 def test_plugin_import_stays_light():
