@@ -47,6 +47,7 @@ BASELINE_EVALUATE = "torch nn.RNN + nn.Linear (no_grad)"
 BASELINES = {"train": BASELINE_TRAIN, "generate": BASELINE_GENERATE, "evaluate": BASELINE_EVALUATE}
 PROBE_N = 2048
 D2L_GENERATE = "torch nn.RNN stepped, autograd on (d2l)"
+BFLOAT16_ROW = "seqkit torch fused, bfloat16 products (opt-in)"
 HERE = Path(__file__).resolve().parent
 
 
@@ -451,6 +452,7 @@ def torch_rows(args: argparse.Namespace, batch_size: int, ids, vocab) -> list[Ro
     from seqkit.api import make_network
     from seqkit.network import ModelSpec
     from seqkit.plugins import get_registry
+    from seqkit_torch.backend import cpu_has_bfloat16
     from seqkit_torch.fused import FusedRNN
     from seqkit_torch.module import ModuleRNN
 
@@ -468,11 +470,12 @@ def torch_rows(args: argparse.Namespace, batch_size: int, ids, vocab) -> list[Ro
     prefix = vocab.encode(list(PREFIX))
     length = 100 if quick else GENERATE_CHARS
 
-    def backend_for(name: str):
-        return registry.create("backend", name, device=device if name == "torch" else "cpu", dtype="float32")
+    def backend_for(name: str, matmul_dtype: str = "float32"):
+        extra = {"matmul_dtype": matmul_dtype} if name == "torch" else {}
+        return registry.create("backend", name, device=device if name == "torch" else "cpu", dtype="float32", **extra)
 
-    def seqkit_network(name: str, impl: str):
-        backend = backend_for(name)
+    def seqkit_network(name: str, impl: str, matmul_dtype: str = "float32"):
+        backend = backend_for(name, matmul_dtype)
         if impl == "bptt":
             network = FusedRNN(backend, spec)
         elif impl == "nn.RNN":
@@ -490,6 +493,8 @@ def torch_rows(args: argparse.Namespace, batch_size: int, ids, vocab) -> list[Ro
     fused_alternative = "nn.RNN" if device == "cpu" else "bptt"
     train.append((f"seqkit torch fused, {fused_alternative} variant",
                   lambda: seqkit_train(*seqkit_network("torch", fused_alternative), clipper)))
+    if device == "cpu" and cpu_has_bfloat16():
+        train.append((BFLOAT16_ROW, lambda: seqkit_train(*seqkit_network("torch", "fused", "bfloat16"), clipper)))
     if device == "cpu":
         train += [
             ("seqkit numpy scratch", lambda: seqkit_train(*seqkit_network("numpy", "scratch"), clipper)),
@@ -497,8 +502,7 @@ def torch_rows(args: argparse.Namespace, batch_size: int, ids, vocab) -> list[Ro
         ]
     rows: list[tuple[Row, Callable[[], float]]] = []
     for name, make in train:
-        slow = "numpy scratch" in name
-        row_batches = batches[: warmup + max(2, count // 4)] if slow else batches
+        row_batches = batches
         sync = torch_sync if name.startswith(("torch", "seqkit torch")) else (lambda: None)
         rows.append((Row(name, "train", batch_size), train_timer(make(), row_batches, warmup, sync)))
     rows.append((Row("matmul-only ceiling", "ceiling", batch_size),
@@ -580,11 +584,14 @@ def summary(rows: list[Row]) -> list[dict]:
         if not seqkit or base is None or ceiling is None:
             continue
         best = max(seqkit, key=lambda r: r.value)
+        best32 = max((r for r in seqkit if r.name != BFLOAT16_ROW), key=lambda r: r.value)
         numpy_fused = next((r for r in seqkit if r.name == "seqkit numpy fused"), None)
         numpy_ceiling = next((r for r in group if r.name == "matmul-only ceiling, numpy BLAS"), None)
         result.append({"batch_size": batch, "best_seqkit": best.name, "best_over_nn_rnn": best.value / base.value,
                        "best_over_ceiling": best.value / ceiling.value,
                        "nn_rnn_over_ceiling": base.value / ceiling.value,
+                       "best_float32": best32.name, "best_float32_over_nn_rnn": best32.value / base.value,
+                       "best_float32_over_ceiling": best32.value / ceiling.value,
                        "numpy_fused_over_numpy_ceiling": numpy_fused.value / numpy_ceiling.value
                        if numpy_fused and numpy_ceiling else None})
     for batch in sorted({r.batch_size for r in rows if r.kind == "evaluate"}):
@@ -687,6 +694,9 @@ def print_table(rows: list[Row], info: dict, notes: list[dict]) -> None:
             print(f"B={note['batch_size']}: best seqkit path ({note['best_seqkit']}) = "
                   f"{note['best_over_nn_rnn']:.2f}x nn.RNN, {note['best_over_ceiling']:.2f} of the matmul-only "
                   f"ceiling (nn.RNN: {note['nn_rnn_over_ceiling']:.2f} of it)"
+                  + (f"; best float32 path ({note['best_float32']}) = {note['best_float32_over_nn_rnn']:.2f}x, "
+                     f"{note['best_float32_over_ceiling']:.2f} of the ceiling"
+                     if note["best_float32"] != note["best_seqkit"] else "")
                   + (f"; seqkit numpy fused = {note['numpy_fused_over_numpy_ceiling']:.2f} of the NumPy-BLAS ceiling"
                      if note["numpy_fused_over_numpy_ceiling"] else ""))
         else:

@@ -5,6 +5,15 @@ Importing this package does not import torch: the backend class is loaded on fir
 
 from seqkit import LazyComponent, hookimpl
 from seqkit.backend import BACKEND_OPTIONS
+from seqkit.options import Option
+
+#: Declared here as well as on `seqkit_torch.backend.TorchBackend`, so the CLI knows the flag
+#: without importing torch.
+MATMUL_DTYPE = Option(
+    "matmul_dtype", str, "float32",
+    "Precision of the matrix products: bfloat16 runs them at about twice the float32 speed on CPUs "
+    "with native bfloat16 (AVX512-BF16 or AMX); parameters, state and the loss stay in --dtype.",
+    choices=("float32", "bfloat16"))
 
 
 @hookimpl
@@ -15,6 +24,6 @@ def register_backends(register) -> None:
         target="seqkit_torch.backend:TorchBackend",
         requires=("torch",),
         install_hint="pip install 'seqkit[torch]'",
-        options=BACKEND_OPTIONS,
+        options=BACKEND_OPTIONS + (MATMUL_DTYPE,),
         description="PyTorch on CPU or CUDA; autograd for any cell, fused BPTT / cuDNN for rnn-tanh/rnn-relu",
     ))

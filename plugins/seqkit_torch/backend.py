@@ -8,8 +8,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from seqkit.backend import Array, Backend, LossFn, Params
+from seqkit.backend import BACKEND_OPTIONS, Array, Backend, LossFn, Params
 from seqkit.errors import ConfigError
+from seqkit_torch import MATMUL_DTYPE
 from seqkit_torch.devices import oom_to_advice, resolve_device
 
 if TYPE_CHECKING:
@@ -18,6 +19,16 @@ if TYPE_CHECKING:
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 FUSED_CELLS = ("rnn-relu", "rnn-tanh")
+MATMUL_DTYPES = {"float32": None, "bfloat16": torch.bfloat16}
+TORCH_OPTIONS = BACKEND_OPTIONS + (MATMUL_DTYPE,)
+
+
+def cpu_has_bfloat16() -> bool:
+    """Whether this CPU multiplies bfloat16 natively (oneDNN's own check)."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
 
 
 def _detach_tree(tree: Any) -> Any:
@@ -43,14 +54,30 @@ class TorchBackend(Backend):
 
     name = "torch"
     description = "PyTorch on CPU or CUDA; autograd for any cell, fused BPTT / cuDNN for rnn-tanh/rnn-relu"
+    options = TORCH_OPTIONS
 
-    def __init__(self, device: str = "auto", dtype: str = "float32") -> None:
+    def __init__(self, device: str = "auto", dtype: str = "float32", matmul_dtype: str = "float32") -> None:
         if dtype not in DTYPES:
             raise ConfigError(f"dtype {dtype!r} is not supported; use one of: {', '.join(DTYPES)}")
+        if matmul_dtype not in MATMUL_DTYPES:
+            raise ConfigError(f"matmul dtype {matmul_dtype!r} is not supported; use one of: {', '.join(MATMUL_DTYPES)}")
         super().__init__(device=resolve_device(device), dtype=dtype)
         self.torch_device = torch.device(self.device)
         self.torch_dtype = DTYPES[dtype]
         self.is_cuda = self.torch_device.type == "cuda"
+        self.matmul_dtype = matmul_dtype
+        #: The dtype matrix products run in (None: ``torch_dtype``, no casts).
+        self.product_dtype = MATMUL_DTYPES[matmul_dtype]
+        if self.product_dtype is not None:
+            self._check_bfloat16()
+
+    def _check_bfloat16(self) -> None:
+        if self.is_cuda:
+            raise ConfigError("--matmul-dtype bfloat16 is implemented for the CPU only; on CUDA use float32 "
+                              "(cuDNN's nn.RNN runs the fused path there)")
+        if not cpu_has_bfloat16():
+            raise ConfigError("this CPU has no native bfloat16 (AVX512-BF16 or AMX), so bfloat16 products "
+                              "would be slower than float32: leave --matmul-dtype at float32")
 
     # -- conversion -------------------------------------------------------------------------
     @oom_to_advice
@@ -72,6 +99,8 @@ class TorchBackend(Backend):
     # -- op surface -------------------------------------------------------------------------
     @oom_to_advice
     def matmul(self, a: Array, b: Array) -> Array:
+        if self.product_dtype is not None:
+            return torch.matmul(a.to(self.product_dtype), b.to(self.product_dtype)).to(a.dtype)
         return torch.matmul(a, b)
 
     def add(self, a: Array, b: Array) -> Array:

@@ -4,6 +4,10 @@ Layout is time-major: row ``t * B + b`` of every (T·B, ·) matrix is step ``t``
 Only the recurrence runs per step (one (B, H) @ (H, H) product each way, written into preallocated
 buffers); the one-hot input projection is a row gather, and the output layer, softmax, its
 gradient and every weight gradient are single ops over all steps. No autograd graph is built.
+
+With ``--matmul-dtype bfloat16`` every matrix product takes bfloat16 operands (cast on the way in,
+the result cast back); the states, their gradients, the softmax and the returned gradients stay in
+the parameters' dtype, as in the generic network's ``backend.matmul``.
 """
 
 from __future__ import annotations
@@ -39,6 +43,19 @@ class RNNBase(Network):
         self.device = backend.torch_device
         self.on_cpu = self.device.type == "cpu"
         self._cache: dict[str, tuple] = {}
+        #: The dtype of matrix-product operands (None: the parameters' own, no casts).
+        self.product_dtype = getattr(backend, "product_dtype", None)
+
+    def _mm(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        """a @ b, with operands in `product_dtype` when one is set."""
+        if self.product_dtype is None:
+            return a @ b
+        return (a.to(self.product_dtype) @ b.to(self.product_dtype)).to(a.dtype)
+
+    def _addmm(self, bias: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        if self.product_dtype is None:
+            return torch.addmm(bias, a, b)
+        return self._mm(a, b).add_(bias)
 
     def _ids(self, X: np.ndarray) -> torch.Tensor:
         """(B, T) NumPy ids -> time-major flat int64 tensor (T·B,) on the device."""
@@ -176,13 +193,29 @@ class FusedRNN(RNNBase):
             emb = params[EMBED_PARAM].index_select(0, ids)
             if drop_inputs is not None:
                 emb.mul_(drop_inputs)
-            torch.addmm(b_h, emb, W_xh, out=inputs)
+            if self.product_dtype is None:
+                torch.addmm(b_h, emb, W_xh, out=inputs)
+            else:
+                inputs.copy_(self._addmm(b_h, emb, W_xh))
         else:
             torch.index_select(self._input_table(params), 0, ids, out=inputs)
         Hs[0].copy_(state[0])
-        for t in range(T):
-            self._activate_(Hs[t + 1].addmm_(Hs[t], W_hh))
+        if self.product_dtype is None:
+            for t in range(T):
+                self._activate_(Hs[t + 1].addmm_(Hs[t], W_hh))
+        else:
+            W_low, h_low, product = self._low_precision(W_hh, B)
+            for t in range(T):
+                h_low.copy_(Hs[t])
+                torch.mm(h_low, W_low, out=product)
+                self._activate_(Hs[t + 1].add_(product))
         return Hs, ids, emb
+
+    def _low_precision(self, W: torch.Tensor, B: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``W`` in `product_dtype` and two (B, H) buffers of that dtype for a recurrence's steps."""
+        H = self.spec.hidden_size
+        return (W.to(self.product_dtype), torch.empty((B, H), dtype=self.product_dtype, device=self.device),
+                torch.empty((B, H), dtype=self.product_dtype, device=self.device))
 
     @oom_to_advice
     def loss_and_grad(
@@ -201,13 +234,16 @@ class FusedRNN(RNNBase):
             if drop_outputs is not None:
                 hidden = hidden * drop_outputs[loss_from * B:]
             targets = self._ids(Y[:, loss_from:])
-            loss, dlogits = softmax_xent(torch.addmm(params["b_q"], hidden, W_hq), targets, grad=True)
+            loss, dlogits = softmax_xent(self._addmm(params["b_q"], hidden, W_hq), targets, grad=True)
 
-            grads: Params = {"W_hq": (dlogits.T @ hidden).T.contiguous(), "b_q": dlogits.sum(0)}
+            grads: Params = {"W_hq": self._mm(dlogits.T, hidden).T.contiguous(), "b_q": dlogits.sum(0)}
             # dpre holds dL/dH_t from the output layer, then (in the loop) dL/dpre_t
             if loss_from:
                 dpre[:loss_from].zero_()
-            torch.mm(dlogits, W_hq.T, out=dpre[loss_from:].view(-1, Hsz))
+            if self.product_dtype is None:
+                torch.mm(dlogits, W_hq.T, out=dpre[loss_from:].view(-1, Hsz))
+            else:
+                dpre[loss_from:].view(-1, Hsz).copy_(self._mm(dlogits, W_hq.T))
             if drop_outputs is not None:
                 dpre[loss_from:].view(-1, Hsz).mul_(drop_outputs[loss_from * B:])
             if self.relu:
@@ -217,18 +253,25 @@ class FusedRNN(RNNBase):
                               value=-1, out=deriv)
             W_hh_T = W_hh.T.contiguous()
             dpre[T - 1].mul_(deriv[T - 1])
-            for t in range(T - 2, -1, -1):
-                g = dpre[t].addmm_(dpre[t + 1], W_hh_T)
-                g.mul_(deriv[t])
+            if self.product_dtype is None:
+                for t in range(T - 2, -1, -1):
+                    g = dpre[t].addmm_(dpre[t + 1], W_hh_T)
+                    g.mul_(deriv[t])
+            else:
+                W_low, g_low, product = self._low_precision(W_hh_T, B)
+                for t in range(T - 2, -1, -1):
+                    g_low.copy_(dpre[t + 1])
+                    torch.mm(g_low, W_low, out=product)
+                    dpre[t].add_(product).mul_(deriv[t])
 
             dpre2 = dpre.view(T * B, Hsz)
-            grads["W_hh"] = Hs[:-1].view(T * B, Hsz).T @ dpre2
+            grads["W_hh"] = self._mm(Hs[:-1].view(T * B, Hsz).T, dpre2)
             grads["b_h"] = dpre2.sum(0)
             if emb is None:
                 grads["W_xh"] = torch.zeros((V, Hsz), dtype=dpre2.dtype, device=self.device).index_add_(0, ids, dpre2)
             else:
-                grads["W_xh"] = emb.T @ dpre2
-                demb = dpre2 @ params["W_xh"].T
+                grads["W_xh"] = self._mm(emb.T, dpre2)
+                demb = self._mm(dpre2, params["W_xh"].T)
                 if drop_inputs is not None:
                     demb.mul_(drop_inputs)
                 grads[EMBED_PARAM] = torch.zeros_like(params[EMBED_PARAM]).index_add_(0, ids, demb)
@@ -240,7 +283,7 @@ class FusedRNN(RNNBase):
         T = X.shape[1]
         with torch.no_grad():
             Hs, _, _ = self._forward(params, X, state)
-            logits = torch.addmm(params["b_q"], Hs[1:].view(-1, self.spec.hidden_size), params["W_hq"])
+            logits = self._addmm(params["b_q"], Hs[1:].view(-1, self.spec.hidden_size), params["W_hq"])
             loss = F.cross_entropy(logits, self._ids(Y))
             final = Hs[T].clone()
         return float(loss), (final,)
