@@ -468,6 +468,7 @@ def _start_info(run: Run, data: Dataset, spec: ModelSpec, ckpt: Checkpoint | Non
         "time_budget_s": config.time_budget * 60 if config.time_budget else None,
         "spent_s": ckpt.state["training"].get("spent_s", 0.0) if ckpt else 0.0,
         "backend": backend.name, "device": backend.device, "impl": run.network.impl, "dtype": backend.dtype,
+        "matmul_dtype": getattr(backend, "matmul_dtype", backend.dtype),
         "vocab_size": len(data.vocab), "train_tokens": len(data.train_ids), "val_tokens": len(data.val_ids),
         "num_params": int(sum(np.prod(s.shape) for s in spec.param_specs().values())),
         "out": str(run.out_dir) if run.out_dir else None, "epochs": run.config.epochs,

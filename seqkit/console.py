@@ -35,7 +35,9 @@ def start_lines(info: dict) -> list[str]:
     epochs = f"up to {info['epochs']}" if budget else str(info["epochs"])
     plan = (f"seqkit: {epochs} epochs of {info.get('batches_per_epoch', '?')} minibatches "
             f"({info['cell']} H={info['hidden']}, {info['optimizer']} lr {info['lr']:g}) on {info['corpus']} with "
-            f"{info['backend']} ({info['device']}, {info['impl']}, {info['dtype']})")
+            f"{info['backend']} ({info['device']}, {info['impl']}, {info['dtype']}"
+            + (f", {info['matmul_dtype']} products" if info.get("matmul_dtype", info["dtype"]) != info["dtype"] else "")
+            + ")")
     if budget and (not info.get("estimate_s") or info["estimate_s"] > budget):
         plan += f"; for a time budget of {_duration(budget)}"
     elif info.get("estimate_s"):

@@ -117,6 +117,7 @@ def test_cli_trains_with_bfloat16_products_and_resumes_in_float32(bfloat16_cpu, 
     result = CliRunner().invoke(main, ["run", "--backend", "torch", "--corpus", "timemachine", "--epochs", "3",
                                        "--matmul-dtype", "bfloat16", "--lr", "1", *common])
     assert result.exit_code == 0, result.output
+    assert "(cpu, fused, float32, bfloat16 products)" in result.output
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     ppl = [row["train_ppl"] for row in rows if "train_ppl" in row]
     assert len(ppl) == 3 and ppl[-1] < ppl[0]
@@ -124,3 +125,4 @@ def test_cli_trains_with_bfloat16_products_and_resumes_in_float32(bfloat16_cpu, 
     assert "bfloat16" in json.dumps(config)
     resumed = CliRunner().invoke(main, ["run", "--resume", str(out), "--epochs", "4", "--matmul-dtype", "float32"])
     assert resumed.exit_code == 0, resumed.output
+    assert "(cpu, fused, float32)" in resumed.output
