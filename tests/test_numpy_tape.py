@@ -139,3 +139,19 @@ def test_float32_stays_float32():
     loss, grads, _ = value_and_grad(
         lambda p: (tape.cross_entropy(tape.sigmoid(tape.multiply(p["w"], 0.5)), np.array([0, 1])), None), params)
     assert np.asarray(loss).dtype == np.float32 and grads["w"].dtype == np.float32
+
+
+def test_numpy_operators_defer_to_the_tape_and_numpy_functions_refuse_traced_values():
+    params = {"w": np.array([1.0, 2.0])}
+
+    def loss_fn(p):
+        scaled = np.array([3.0, 4.0]) * p["w"]  # ndarray on the left: still traced
+        return tape.reduce_sum(scaled), None
+
+    _, grads, _ = value_and_grad(loss_fn, params)
+    np.testing.assert_array_equal(grads["w"], [3.0, 4.0])
+    _, grads, _ = value_and_grad(lambda p: (tape.reduce_sum(np.tanh(p["w"])), None), params)
+    np.testing.assert_allclose(grads["w"], 1 - np.tanh([1.0, 2.0]) ** 2)
+    for unknown in (np.exp, np.asarray):
+        with pytest.raises(TypeError, match="op surface"):
+            value_and_grad(lambda p: (unknown(p["w"]), None), params)

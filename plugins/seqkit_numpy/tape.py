@@ -26,6 +26,16 @@ class Traced:
     tape. Cells see it only through the backend's op surface (Python operators work too)."""
 
     __slots__ = ("value", "tape", "index")
+    def __array_ufunc__(self, ufunc: np.ufunc, method: str, *inputs: Any, **kwargs: Any) -> Any:
+        """NumPy ufuncs the tape knows (so ``array * traced`` and ``np.tanh(traced)`` stay traced);
+        any other refuses rather than silently dropping the gradient."""
+        op = _UFUNCS.get(ufunc)
+        if op is None or method != "__call__" or kwargs:
+            raise TypeError(_NUMPY_FUNCTION)
+        return op(*inputs)
+
+    def __array__(self, *args: Any, **kwargs: Any) -> np.ndarray:
+        raise TypeError(_NUMPY_FUNCTION)
 
     def __init__(self, value: np.ndarray, tape: "Tape", index: int) -> None:
         self.value = value
@@ -151,6 +161,10 @@ class Tape:
                 grad = np.array(grad, copy=True)
             out.append(grad)
         return out
+
+
+_NUMPY_FUNCTION = ("a traced value went into a NumPy function the tape cannot differentiate: write the "
+                   "cell with the backend's op surface (ops.tanh, ops.matmul, ...)")
 
 
 def value(x: Any) -> Any:
@@ -397,3 +411,9 @@ def untrace(tree: Any) -> Any:
     if isinstance(tree, dict):
         return {k: untrace(v) for k, v in tree.items()}
     return value(tree)
+
+
+_UFUNCS: dict[np.ufunc, Callable[..., Any]] = {
+    np.add: add, np.subtract: subtract, np.multiply: multiply, np.true_divide: divide, np.matmul: matmul,
+    np.tanh: tanh, np.sqrt: sqrt,
+}
