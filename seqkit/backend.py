@@ -27,6 +27,18 @@ DTYPE = Option("dtype", str, "float32", "Floating-point precision of parameters 
 BACKEND_OPTIONS = (DEVICE, DTYPE)
 
 
+def map_leaves(fn: Callable[[Any], Any], tree: Any) -> Any:
+    """``fn`` applied to every leaf of nested tuples, lists and dicts (the same containers back);
+    backends use it to detach the auxiliary output of `Backend.value_and_grad`."""
+    if isinstance(tree, tuple):
+        return tuple(map_leaves(fn, x) for x in tree)
+    if isinstance(tree, list):
+        return [map_leaves(fn, x) for x in tree]
+    if isinstance(tree, dict):
+        return {k: map_leaves(fn, v) for k, v in tree.items()}
+    return fn(tree)
+
+
 class Backend(ABC):
     """Array math, autodiff, devices and SGD updates for one array framework.
 

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
-from seqkit.backend import Array, Backend, LossFn, Params
+from seqkit.backend import Array, Backend, LossFn, Params, map_leaves
 from seqkit.errors import ConfigError
 from seqkit_mxnet.compat import import_mxnet
 
@@ -48,14 +48,8 @@ def resolve_device(device: str) -> tuple[Any, str]:
     return mx.gpu(index), f"gpu:{index}"
 
 
-def _detach_tree(tree: Any) -> Any:
-    if isinstance(tree, tuple):
-        return tuple(_detach_tree(x) for x in tree)
-    if isinstance(tree, list):
-        return [_detach_tree(x) for x in tree]
-    if isinstance(tree, dict):
-        return {k: _detach_tree(v) for k, v in tree.items()}
-    return tree.detach() if isinstance(tree, nd.NDArray) else tree
+def _detach(x: Any) -> Any:
+    return x.detach() if isinstance(x, nd.NDArray) else x
 
 
 class MxnetBackend(Backend):
@@ -137,7 +131,7 @@ class MxnetBackend(Backend):
             loss, aux = fn(params)
         loss.backward()
         grads = {name: param.grad for name, param in params.items()}
-        return float(loss.asscalar()), grads, _detach_tree(aux)
+        return float(loss.asscalar()), grads, map_leaves(_detach, aux)
 
     def detach(self, x: Array) -> Array:
         return x.detach()

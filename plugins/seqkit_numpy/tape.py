@@ -18,6 +18,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from seqkit.backend import map_leaves
+
 Vjp = Callable[[np.ndarray], np.ndarray]
 
 
@@ -404,13 +406,7 @@ def value_and_grad(fn: Callable[[dict[str, Any]], tuple[Any, Any]],
 
 def untrace(tree: Any) -> Any:
     """`value` through tuples, lists and dicts."""
-    if isinstance(tree, tuple):
-        return tuple(untrace(x) for x in tree)
-    if isinstance(tree, list):
-        return [untrace(x) for x in tree]
-    if isinstance(tree, dict):
-        return {k: untrace(v) for k, v in tree.items()}
-    return value(tree)
+    return map_leaves(value, tree)
 
 
 _UFUNCS: dict[np.ufunc, Callable[..., Any]] = {

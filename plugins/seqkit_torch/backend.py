@@ -8,7 +8,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from seqkit.backend import BACKEND_OPTIONS, Array, Backend, LossFn, Params
+from seqkit.backend import BACKEND_OPTIONS, Array, Backend, LossFn, Params, map_leaves
 from seqkit.errors import ConfigError
 from seqkit_torch import MATMUL_DTYPE
 from seqkit_torch.devices import oom_to_advice, resolve_device
@@ -31,16 +31,8 @@ def cpu_has_bfloat16() -> bool:
         return False
 
 
-def _detach_tree(tree: Any) -> Any:
-    if isinstance(tree, torch.Tensor):
-        return tree.detach()
-    if isinstance(tree, tuple):
-        return tuple(_detach_tree(x) for x in tree)
-    if isinstance(tree, list):
-        return [_detach_tree(x) for x in tree]
-    if isinstance(tree, dict):
-        return {k: _detach_tree(v) for k, v in tree.items()}
-    return tree
+def _detach(x: Any) -> Any:
+    return x.detach() if isinstance(x, torch.Tensor) else x
 
 
 class TorchBackend(Backend):
@@ -164,7 +156,7 @@ class TorchBackend(Backend):
             loss, aux = fn(leaves)
             found = torch.autograd.grad(loss, [leaves[k] for k in names], allow_unused=True)
         grads = {k: torch.zeros_like(params[k]) if g is None else g for k, g in zip(names, found)}
-        return float(loss.detach()), grads, _detach_tree(aux)
+        return float(loss.detach()), grads, map_leaves(_detach, aux)
 
     def detach(self, x: Array) -> Array:
         return x.detach()
