@@ -1,16 +1,19 @@
 """The NumPy fast paths: the joint-gradient BPTT layout, the NumPy decoder, the backend's norm and
-update, and the evaluation path; each held to the autograd ("scratch") network or to plain maths."""
+update, and the evaluation path; each held to the generic ("scratch") network or to plain maths."""
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
-from threadpoolctl import threadpool_info
+from threadpoolctl import threadpool_info, threadpool_limits
 
 from seqkit.engine import evaluate, predict
 from seqkit.network import GenericNetwork, ModelSpec
 from seqkit_cells.rnn import RNNTanh
 from seqkit_decoders.sampling import GreedyDecoder
+from seqkit_numpy import decoding as decoding_module
 from seqkit_numpy import fused as fused_module
 from seqkit_numpy.backend import NumpyBackend
 from seqkit_numpy.decoding import RNNDecoder
@@ -154,17 +157,39 @@ def test_numpy_decoder_matches_stepping(cell, embedding_dim):
     assert len({id(o) for o in outputs}) == len(outputs)  # fresh arrays, not one reused buffer
 
 
-def test_numpy_decoder_converts_dtypes_and_limits_blas_threads():
+@pytest.mark.parametrize("fastest", [1, 2])
+def test_numpy_decoder_converts_dtypes_and_runs_on_the_faster_thread_count(monkeypatch, fastest):
     backend = NumpyBackend(dtype="float32")
     spec, params, *_ = make_problem(backend, "rnn-tanh")
     wide = {k: v.astype(np.float64) for k, v in params.items()}
     decoder = RNNDecoder({**wide, "W_hh": params["W_hh"]})  # the dtype follows W_hh
     assert decoder.joint.dtype == np.float32 and decoder.inputs.dtype == np.float32
-    assert decoder.joint.shape == (H, H + V)
+    assert decoder.joint.shape == (H, H + V) and decoder.joint_t.shape == (H + V, H)
+    assert decoder.joint_t.flags.c_contiguous
+    monkeypatch.setattr(decoding_module, "fastest", lambda candidates: fastest)
     with decoder.session(np.zeros(H)) as feed:
         assert feed(3).dtype == np.float32
         blas = [lib for lib in threadpool_info() if lib["user_api"] == "blas"]
-        assert blas and all(lib["num_threads"] == 1 for lib in blas)
+        assert blas and all(lib["num_threads"] == fastest for lib in blas)
+
+
+def test_the_thread_count_is_timed_and_never_above_the_blas_setting():
+    calls = {1: 0, 2: 0}
+
+    def count(threads, pause):
+        def product():
+            calls[threads] += 1
+            time.sleep(pause)
+        return product
+
+    with threadpool_limits(2, user_api="blas"):
+        assert decoding_module.fastest({1: count(1, 0.002), 2: count(2, 0.0)}) == 2
+        assert decoding_module.fastest({1: count(1, 0.0), 2: count(2, 0.002)}) == 1
+    assert calls[1] == calls[2] > 0
+    with threadpool_limits(1, user_api="blas"):
+        before = dict(calls)
+        assert decoding_module.fastest({1: count(1, 0.002), 2: count(2, 0.0)}) == 1
+        assert calls == before  # nothing timed: two threads are not allowed
 
 
 def test_predict_through_fused_decoding_equals_scratch():

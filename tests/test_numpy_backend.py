@@ -1,4 +1,4 @@
-"""The NumPy backend: op surface, autograd path ("scratch") against the hand-written BPTT ("fused")."""
+"""The NumPy backend: op surface, op-tape path ("scratch") against the hand-written BPTT ("fused")."""
 
 from __future__ import annotations
 
