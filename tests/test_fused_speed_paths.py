@@ -16,7 +16,7 @@ from seqkit_decoders.sampling import GreedyDecoder
 from seqkit_numpy import decoding as decoding_module
 from seqkit_numpy import fused as fused_module
 from seqkit_numpy.backend import NumpyBackend
-from seqkit_numpy.decoding import RNNDecoder
+from seqkit_numpy.decoding import RNNDecoder, ThreadChoice
 from seqkit_numpy.fused import FusedRNN, joint_gradient_gemm
 from helpers import CELLS, E, H, T, V, assert_close, make_problem
 
@@ -157,8 +157,7 @@ def test_numpy_decoder_matches_stepping(cell, embedding_dim):
     assert len({id(o) for o in outputs}) == len(outputs)  # fresh arrays, not one reused buffer
 
 
-@pytest.mark.parametrize("fastest", [1, 2])
-def test_numpy_decoder_converts_dtypes_and_runs_on_the_faster_thread_count(monkeypatch, fastest):
+def test_numpy_decoder_converts_dtypes_and_restores_the_blas_threads():
     backend = NumpyBackend(dtype="float32")
     spec, params, *_ = make_problem(backend, "rnn-tanh")
     wide = {k: v.astype(np.float64) for k, v in params.items()}
@@ -166,30 +165,47 @@ def test_numpy_decoder_converts_dtypes_and_runs_on_the_faster_thread_count(monke
     assert decoder.joint.dtype == np.float32 and decoder.inputs.dtype == np.float32
     assert decoder.joint.shape == (H, H + V) and decoder.joint_t.shape == (H + V, H)
     assert decoder.joint_t.flags.c_contiguous
-    monkeypatch.setattr(decoding_module, "fastest", lambda candidates: fastest)
+    before = _blas_threads()
     with decoder.session(np.zeros(H)) as feed:
-        assert feed(3).dtype == np.float32
-        blas = [lib for lib in threadpool_info() if lib["user_api"] == "blas"]
-        assert blas and all(lib["num_threads"] == fastest for lib in blas)
+        outputs = [feed(3) for _ in range(3 * ThreadChoice.TUNING_TOKENS)]  # through both layouts
+    assert all(o.dtype == np.float32 for o in outputs)
+    assert _blas_threads() == before
 
 
-def test_the_thread_count_is_timed_and_never_above_the_blas_setting():
+def _blas_threads():
+    return [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
+
+
+@pytest.mark.parametrize("slow, chosen", [(1, 2), (2, 1)])
+def test_the_session_keeps_the_thread_count_its_own_tokens_ran_faster_on(slow, chosen):
     calls = {1: 0, 2: 0}
 
-    def count(threads, pause):
-        def product():
+    def product(threads):
+        def run():
             calls[threads] += 1
-            time.sleep(pause)
-        return product
+            if threads == slow:
+                time.sleep(0.001)
+        return run
 
     with threadpool_limits(2, user_api="blas"):
-        assert decoding_module.fastest({1: count(1, 0.002), 2: count(2, 0.0)}) == 2
-        assert decoding_module.fastest({1: count(1, 0.0), 2: count(2, 0.002)}) == 1
-    assert calls[1] == calls[2] > 0
+        choice = ThreadChoice({1: product(1), 2: product(2)}, allowed=2)
+        for _ in range(2 * ThreadChoice.TUNING_TOKENS + 2 + 10):
+            choice.tick()
+            choice.product()
+        assert _blas_threads() == [chosen] * len(_blas_threads())
+    assert choice.threads == chosen and not choice.deciding
+    if slow == 2:  # abandoned as soon as it had taken longer than the whole one-thread stretch
+        assert calls[2] == 2
+    else:
+        assert calls[1] == ThreadChoice.TUNING_TOKENS  # then never again
+
+
+def test_one_allowed_blas_thread_means_no_timing():
     with threadpool_limits(1, user_api="blas"):
-        before = dict(calls)
-        assert decoding_module.fastest({1: count(1, 0.002), 2: count(2, 0.0)}) == 1
-        assert calls == before  # nothing timed: two threads are not allowed
+        choice = ThreadChoice({1: lambda: None, 2: lambda: None}, allowed=1)
+        for _ in range(3 * ThreadChoice.TUNING_TOKENS):
+            choice.tick()
+        assert choice.threads == 1 and not choice.times
 
 
 def test_predict_through_fused_decoding_equals_scratch():

@@ -8,8 +8,9 @@ into preallocated vectors. One BLAS thread or two: OpenBLAS splits ``[W_hh | W_h
 contiguous transposed copy) over two threads, each streaming half the matrix (~11 µs a token
 against ~16 µs for ``h @ [W_hh | W_hq]`` on one thread, on an idle 2-core machine), but two
 threads are much slower while another runtime's OpenMP threads still spin on the same cores (after
-training in the same process, say). So each session times a few products both ways and keeps the
-faster.
+training in the same process: torch, MXNet), and the spinning hurts even after the second thread
+is given up. So a session tries two threads only where no OpenMP runtime is loaded, and there runs
+its first tokens both ways, timing them, and keeps the faster (`ThreadChoice`).
 It needs only NumPy arrays, so a backend whose own stepping is slow (MXNet) can decode through it
 after one copy of the parameters to the host.
 """
@@ -18,7 +19,6 @@ from __future__ import annotations
 
 import time
 from contextlib import contextmanager
-from functools import lru_cache
 from typing import Callable, Iterator, Mapping
 
 import numpy as np
@@ -27,10 +27,15 @@ from threadpoolctl import ThreadpoolController
 EMBED_PARAM = "W_embed"
 
 
-@lru_cache(maxsize=1)
-def _threadpools() -> ThreadpoolController:
-    """The loaded BLAS/OpenMP libraries, inspected once (a fresh inspection costs ~0.3 ms)."""
-    return ThreadpoolController()
+_controller: list[ThreadpoolController] = []
+
+
+def _threadpools(refresh: bool = False) -> ThreadpoolController:
+    """The loaded BLAS/OpenMP libraries, inspected once (a fresh inspection costs ~0.3 ms) or again
+    with ``refresh`` (a framework imported since brings its OpenMP runtime)."""
+    if refresh or not _controller:
+        _controller[:] = [ThreadpoolController()]
+    return _controller[0]
 
 
 class RNNDecoder:
@@ -62,44 +67,84 @@ class RNNDecoder:
         h = np.array(h0, dtype=joint.dtype).reshape(H)
         out = np.empty(joint.shape[1], dtype=joint.dtype)
         dot = np.dot
-        candidates = {1: lambda: dot(h, joint, out=out), 2: lambda: dot(joint_t, h, out=out)}
-        threads = fastest(candidates)
-        product = candidates[threads]
-        product()
+        products = {1: lambda: dot(h, joint, out=out), 2: lambda: dot(joint_t, h, out=out)}
+        products[1]()
         recurrent = out[:H]
         logits = out[H:]
         add = np.add
         activate = np.tanh if not self.relu else (lambda x, out: np.maximum(x, 0, out=out))
 
-        def feed(token: int) -> np.ndarray:
-            add(recurrent, inputs[token], out=h)
-            activate(h, out=h)
-            product()
-            return logits + b_q
+        with _threadpools().limit(limits=_blas_threads(), user_api="blas"):  # restores them on exit
+            choice = ThreadChoice(products, _blas_threads() if not _openmp_loaded() else 1)
 
-        with _threadpools().limit(limits=threads, user_api="blas"):
+            def feed(token: int) -> np.ndarray:
+                choice.tick()
+                add(recurrent, inputs[token], out=h)
+                activate(h, out=h)
+                choice.product()
+                return logits + b_q
+
             yield feed
 
 
-CALIBRATION_PRODUCTS = 6
+def _openmp_loaded() -> bool:
+    """Whether an OpenMP runtime (torch's, MXNet's) is in this process: its threads, spinning after
+    the last training step, make a second BLAS thread slower even after it is given up. Once
+    loaded it stays, so only a negative answer is checked again (a fresh inspection)."""
+    if not _openmp_seen:
+        _openmp_seen.extend(lib for lib in _threadpools(True).info() if lib["user_api"] == "openmp")
+    return bool(_openmp_seen)
 
 
-def fastest(candidates: Mapping[int, Callable[[], object]]) -> int:
-    """The BLAS thread count whose product (``candidates[threads]()``) runs faster right now,
-    never above what the BLAS library is set to use. Costs 2 x (1 + `CALIBRATION_PRODUCTS`) calls
-    of each candidate."""
-    allowed = min((lib["num_threads"] for lib in _threadpools().info() if lib["user_api"] == "blas"), default=1)
-    usable = [threads for threads in sorted(candidates) if threads <= max(allowed, 1)]
-    if len(usable) < 2:
-        return usable[0] if usable else min(candidates)
-    best: dict[int, float] = {}
-    for _ in range(2):  # interleaved, so a burst of load elsewhere hits every count
-        for threads in usable:
-            with _threadpools().limit(limits=threads, user_api="blas"):
-                candidates[threads]()  # wakes the pool
-                start = time.perf_counter()
-                for _ in range(CALIBRATION_PRODUCTS):
-                    candidates[threads]()
-                took = time.perf_counter() - start
-            best[threads] = min(best.get(threads, took), took)
-    return min(best, key=best.__getitem__)
+_openmp_seen: list[dict] = []
+
+
+def _blas_threads() -> int:
+    return min((lib["num_threads"] for lib in _threadpools().info() if lib["user_api"] == "blas"), default=1)
+
+
+class ThreadChoice:
+    """Which BLAS thread count a decoding session runs its products on, chosen on the session's own
+    tokens, timed from call to call (so whatever the caller does between tokens counts too): the
+    first `TUNING_TOKENS` on one thread, then as many on two, which are kept only if they finish
+    sooner. The two-thread stretch is abandoned as soon as it has taken longer than the whole
+    one-thread stretch did (right after another runtime's OpenMP work a two-thread product can take
+    20x as long). Never more threads than ``allowed`` (the BLAS library's setting)."""
+
+    TUNING_TOKENS = 16
+
+    def __init__(self, products: Mapping[int, Callable[[], object]], allowed: int) -> None:
+        self.products = products
+        self.times: dict[int, float] = {}
+        self.deciding = allowed >= 2
+        self.count = 0
+        self.start = 0.0
+        self._use(1)
+
+    def _use(self, threads: int) -> None:
+        self.threads, self.product = threads, self.products[threads]
+        _threadpools().limit(limits=threads, user_api="blas")
+
+    def _settle(self, threads: int) -> None:
+        self.deciding = False
+        if threads != self.threads:
+            self._use(threads)
+
+    def tick(self) -> None:
+        """Count one token; switch or settle at the end of a timed stretch."""
+        if not self.deciding:
+            return
+        now = time.perf_counter()
+        if self.count == 0:
+            self.start = now
+        self.count += 1
+        elapsed = now - self.start
+        if self.threads == 2 and elapsed > self.times[1]:
+            self._settle(1)
+        elif self.count > self.TUNING_TOKENS:
+            self.times[self.threads] = elapsed
+            if self.threads == 1:
+                self.count = 0
+                self._use(2)
+            else:
+                self._settle(2)
