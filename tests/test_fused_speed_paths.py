@@ -200,6 +200,43 @@ def test_the_session_keeps_the_thread_count_its_own_tokens_ran_faster_on(slow, c
         assert calls[1] == ThreadChoice.TUNING_TOKENS  # then never again
 
 
+def _recording_choice(monkeypatch) -> list:
+    allowed = []
+
+    class Recording(ThreadChoice):
+        def __init__(self, products, limit):
+            allowed.append(limit)
+            super().__init__(products, limit)
+
+    monkeypatch.setattr(decoding_module, "ThreadChoice", Recording)
+    return allowed
+
+
+def test_a_session_can_be_held_to_one_thread(monkeypatch):
+    backend = NumpyBackend(dtype="float32")
+    _, params, *_ = make_problem(backend, "rnn-tanh")
+    allowed = _recording_choice(monkeypatch)
+    with threadpool_limits(2, user_api="blas"):
+        for limit in (1, 2):
+            with RNNDecoder(params).session(np.zeros(H), max_threads=limit) as feed:
+                feed(1)
+    assert allowed == [1, 2]
+
+
+def test_mxnet_generation_stays_on_one_blas_thread(monkeypatch):
+    from seqkit.plugins import build_registry
+
+    component = build_registry().component("backend", "mxnet")
+    if component.unavailable_reason:
+        pytest.skip(component.unavailable_reason)
+    backend = component.load()(device="cpu", dtype="float32")
+    spec, params, *_ = make_problem(backend, "rnn-tanh")
+    allowed = _recording_choice(monkeypatch)
+    net = backend.fused_network(spec)
+    predict(net, params, np.array([1, 2]), 3, GreedyDecoder(), np.random.default_rng(0))
+    assert allowed == [1]
+
+
 def test_one_allowed_blas_thread_means_no_timing():
     with threadpool_limits(1, user_api="blas"):
         choice = ThreadChoice({1: lambda: None, 2: lambda: None}, allowed=1)

@@ -151,8 +151,10 @@ class FusedRNN(Network):
     def decoding(self, params: Params, state: tuple) -> Iterator[Callable[[int], np.ndarray]]:
         """Generation on the host through `seqkit_numpy.decoding.RNNDecoder`: the parameters and
         the state are copied to NumPy once, then each token is one vector-matrix product with no
-        MXNet call (stepping MXNet cost ~0.5 ms a token, mostly engine dispatch)."""
+        MXNet call (stepping MXNet cost ~0.5 ms a token, mostly engine dispatch). One BLAS thread:
+        beside MXNet's OpenMP runtime a second one made generation ~20 % slower, even after a pause
+        (docs/performance.md)."""
         host = {name: value.asnumpy() for name, value in params.items()}
         decoder = RNNDecoder(host, relu=self.mode == "rnn_relu", embedded=bool(self.spec.embedding_dim))
-        with decoder.session(state[0][0].asnumpy()) as feed:
+        with decoder.session(state[0][0].asnumpy(), max_threads=1) as feed:
             yield feed

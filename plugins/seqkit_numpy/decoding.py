@@ -8,9 +8,8 @@ into preallocated vectors. One BLAS thread or two: OpenBLAS splits ``[W_hh | W_h
 contiguous transposed copy) over two threads, each streaming half the matrix (~11 µs a token
 against ~16 µs for ``h @ [W_hh | W_hq]`` on one thread, on an idle 2-core machine), but two
 threads are much slower while another runtime's OpenMP threads still spin on the same cores (after
-training in the same process: torch, MXNet), and the spinning hurts even after the second thread
-is given up. So a session tries two threads only where no OpenMP runtime is loaded, and there runs
-its first tokens both ways, timing them, and keeps the faster (`ThreadChoice`).
+training in the same process). So each session runs its first tokens both ways, timing them, and
+keeps the faster (`ThreadChoice`).
 It needs only NumPy arrays, so a backend whose own stepping is slow (MXNet) can decode through it
 after one copy of the parameters to the host.
 """
@@ -19,6 +18,7 @@ from __future__ import annotations
 
 import time
 from contextlib import contextmanager
+from functools import lru_cache
 from typing import Callable, Iterator, Mapping
 
 import numpy as np
@@ -27,15 +27,10 @@ from threadpoolctl import ThreadpoolController
 EMBED_PARAM = "W_embed"
 
 
-_controller: list[ThreadpoolController] = []
-
-
-def _threadpools(refresh: bool = False) -> ThreadpoolController:
-    """The loaded BLAS/OpenMP libraries, inspected once (a fresh inspection costs ~0.3 ms) or again
-    with ``refresh`` (a framework imported since brings its OpenMP runtime)."""
-    if refresh or not _controller:
-        _controller[:] = [ThreadpoolController()]
-    return _controller[0]
+@lru_cache(maxsize=1)
+def _threadpools() -> ThreadpoolController:
+    """The loaded BLAS/OpenMP libraries, inspected once (a fresh inspection costs ~0.3 ms)."""
+    return ThreadpoolController()
 
 
 class RNNDecoder:
@@ -60,9 +55,10 @@ class RNNDecoder:
         self.relu = relu
 
     @contextmanager
-    def session(self, h0: np.ndarray) -> Iterator[Callable[[int], np.ndarray]]:
+    def session(self, h0: np.ndarray, max_threads: int = 2) -> Iterator[Callable[[int], np.ndarray]]:
         """Yield ``feed(token) -> logits`` (a fresh (V,) array) starting from the hidden state
-        ``h0`` (H,); the state lives inside the session."""
+        ``h0`` (H,); the state lives inside the session. ``max_threads=1`` keeps the products on
+        one BLAS thread without trying two."""
         H, joint, joint_t, inputs, b_q = self.hidden_size, self.joint, self.joint_t, self.inputs, self.b_q
         h = np.array(h0, dtype=joint.dtype).reshape(H)
         out = np.empty(joint.shape[1], dtype=joint.dtype)
@@ -75,7 +71,7 @@ class RNNDecoder:
         activate = np.tanh if not self.relu else (lambda x, out: np.maximum(x, 0, out=out))
 
         with _threadpools().limit(limits=_blas_threads(), user_api="blas"):  # restores them on exit
-            choice = ThreadChoice(products, _blas_threads() if not _openmp_loaded() else 1)
+            choice = ThreadChoice(products, min(_blas_threads(), max_threads))
 
             def feed(token: int) -> np.ndarray:
                 choice.tick()
@@ -85,18 +81,6 @@ class RNNDecoder:
                 return logits + b_q
 
             yield feed
-
-
-def _openmp_loaded() -> bool:
-    """Whether an OpenMP runtime (torch's, MXNet's) is in this process: its threads, spinning after
-    the last training step, make a second BLAS thread slower even after it is given up. Once
-    loaded it stays, so only a negative answer is checked again (a fresh inspection)."""
-    if not _openmp_seen:
-        _openmp_seen.extend(lib for lib in _threadpools(True).info() if lib["user_api"] == "openmp")
-    return bool(_openmp_seen)
-
-
-_openmp_seen: list[dict] = []
 
 
 def _blas_threads() -> int:
