@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import time
 from contextlib import contextmanager
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from typing import Callable, Iterator, Mapping
 
 import numpy as np
@@ -49,29 +49,38 @@ class RNNDecoder:
             self.inputs = W_xh + b_h
         self.joint = np.ascontiguousarray(np.concatenate([W_hh.astype(dtype, copy=False),
                                                           np.asarray(params["W_hq"], dtype=dtype)], axis=1))
-        self.joint_t = np.ascontiguousarray(self.joint.T)
         self.b_q = np.asarray(params["b_q"], dtype=dtype)
         self.hidden_size = W_hh.shape[0]
         self.relu = relu
+
+    @cached_property
+    def joint_t(self) -> np.ndarray:
+        """``[W_hh | W_hq]^T``, contiguous: the two-thread product's operand (made on first use)."""
+        return np.ascontiguousarray(self.joint.T)
 
     @contextmanager
     def session(self, h0: np.ndarray, max_threads: int = 2) -> Iterator[Callable[[int], np.ndarray]]:
         """Yield ``feed(token) -> logits`` (a fresh (V,) array) starting from the hidden state
         ``h0`` (H,); the state lives inside the session. ``max_threads=1`` keeps the products on
         one BLAS thread without trying two."""
-        H, joint, joint_t, inputs, b_q = self.hidden_size, self.joint, self.joint_t, self.inputs, self.b_q
+        H, joint, inputs, b_q = self.hidden_size, self.joint, self.inputs, self.b_q
         h = np.array(h0, dtype=joint.dtype).reshape(H)
         out = np.empty(joint.shape[1], dtype=joint.dtype)
         dot = np.dot
-        products = {1: lambda: dot(h, joint, out=out), 2: lambda: dot(joint_t, h, out=out)}
+        blas_threads = _blas_threads()
+        allowed = min(blas_threads, max_threads)
+        products = {1: lambda: dot(h, joint, out=out)}
+        if allowed >= 2:
+            joint_t = self.joint_t
+            products[2] = lambda: dot(joint_t, h, out=out)
         products[1]()
         recurrent = out[:H]
         logits = out[H:]
         add = np.add
         activate = np.tanh if not self.relu else (lambda x, out: np.maximum(x, 0, out=out))
 
-        with _threadpools().limit(limits=_blas_threads(), user_api="blas"):  # restores them on exit
-            choice = ThreadChoice(products, min(_blas_threads(), max_threads))
+        with _threadpools().limit(limits=blas_threads, user_api="blas"):  # restores them on exit
+            choice = ThreadChoice(products, allowed)
 
             def feed(token: int) -> np.ndarray:
                 choice.tick()

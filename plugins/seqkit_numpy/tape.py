@@ -28,6 +28,12 @@ class Traced:
     tape. Cells see it only through the backend's op surface (Python operators work too)."""
 
     __slots__ = ("value", "tape", "index")
+
+    def __init__(self, value: np.ndarray, tape: "Tape", index: int) -> None:
+        self.value = value
+        self.tape = tape
+        self.index = index
+
     def __array_ufunc__(self, ufunc: np.ufunc, method: str, *inputs: Any, **kwargs: Any) -> Any:
         """NumPy ufuncs the tape knows (so ``array * traced`` and ``np.tanh(traced)`` stay traced);
         any other refuses rather than silently dropping the gradient."""
@@ -38,11 +44,6 @@ class Traced:
 
     def __array__(self, *args: Any, **kwargs: Any) -> np.ndarray:
         raise TypeError(_NUMPY_FUNCTION)
-
-    def __init__(self, value: np.ndarray, tape: "Tape", index: int) -> None:
-        self.value = value
-        self.tape = tape
-        self.index = index
 
     shape = property(lambda self: self.value.shape)
     ndim = property(lambda self: self.value.ndim)
@@ -131,12 +132,9 @@ class Tape:
         grads[loss.index] = np.ones_like(loss.value)
         for index in range(loss.index, -1, -1):
             g = grads[index]
-            if g is None:
+            if g is None or index in self._leaves:
                 continue
             grads[index] = None  # intermediates are dropped as soon as they are passed on
-            if index in self._leaves:
-                grads[index] = g
-                continue
             for source, vjp, rows in self._inputs[index]:
                 if vjp is None:
                     deferred.setdefault(source, []).append((rows, g))
@@ -340,18 +338,7 @@ def _matmul_right_vjp(va: np.ndarray, vb: np.ndarray) -> Vjp:
 
 def take(table: Any, ids: np.ndarray) -> Any:
     """Rows of ``table`` picked by integer ``ids`` of any shape."""
-    ids = np.asarray(ids)
-    vt = value(table)
-    out = vt[ids]
-    if type(table) is not Traced:
-        return out
-
-    def vjp(g: np.ndarray) -> np.ndarray:
-        grad = np.zeros_like(vt)
-        np.add.at(grad, ids.reshape(-1), g.reshape(-1, *vt.shape[1:]))
-        return grad
-
-    return table.tape.record(out, ((table, vjp, None),))
+    return getitem(table, np.asarray(ids))
 
 
 def concatenate(arrays: Sequence[Any], axis: int = 0) -> Any:
@@ -401,12 +388,7 @@ def value_and_grad(fn: Callable[[dict[str, Any]], tuple[Any, Any]],
     leaves = {name: tape.leaf(array) for name, array in params.items()}
     loss, aux = fn(leaves)
     found = tape.gradients(loss, list(leaves.values()))
-    return value(loss), dict(zip(leaves, found)), untrace(aux)
-
-
-def untrace(tree: Any) -> Any:
-    """`value` through tuples, lists and dicts."""
-    return map_leaves(value, tree)
+    return value(loss), dict(zip(leaves, found)), map_leaves(value, aux)
 
 
 _UFUNCS: dict[np.ufunc, Callable[..., Any]] = {

@@ -44,13 +44,9 @@ class RNNBase(Network):
         self.on_cpu = self.device.type == "cpu"
         self._cache: dict[str, tuple] = {}
         #: The dtype of matrix-product operands (None: the parameters' own, no casts).
-        self.product_dtype = getattr(backend, "product_dtype", None)
-
-    def _mm(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        """a @ b, with operands in `product_dtype` when one is set."""
-        if self.product_dtype is None:
-            return a @ b
-        return (a.to(self.product_dtype) @ b.to(self.product_dtype)).to(a.dtype)
+        self.product_dtype = backend.product_dtype
+        #: a @ b as the backend's op surface computes it (operands in `product_dtype` when set).
+        self._mm = backend.matmul
 
     def _addmm(self, bias: torch.Tensor, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         if self.product_dtype is None:
