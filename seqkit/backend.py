@@ -55,6 +55,10 @@ class Backend(ABC):
     name: ClassVar[str] = ""
     description: ClassVar[str] = ""
     options: ClassVar[tuple[Option, ...]] = BACKEND_OPTIONS
+    #: Minibatches between the fit loop's host reads of the loss (its divergence check). Reading
+    #: a device value waits for the device; a GPU backend raises this so training does not stall
+    #: after every minibatch. With 1 a diverging minibatch is caught before its update.
+    host_check_interval: int = 1
 
     def __init__(self, device: str = "auto", dtype: str = "float32") -> None:
         self.device = device
@@ -174,6 +178,21 @@ class Backend(ABC):
     @abstractmethod
     def scale(self, grads: Params, factor: float) -> Params:
         """Gradients multiplied by ``factor`` (in place where the framework allows)."""
+
+    def clip_by_global_norm(self, grads: Params, theta: float | None) -> tuple[Params, Any, Any]:
+        """``(gradients rescaled to global norm theta if it is larger, pre-clip norm, whether they
+        were rescaled)``; ``theta`` None only measures. The norm and the flag are numbers here; a
+        device backend may return them as 0-d arrays so that clipping does not wait for the device."""
+        norm = self.global_norm(grads)
+        if theta is not None and norm > theta:
+            return self.scale(grads, theta / norm), norm, True
+        return grads, norm, False
+
+    def accumulate(self, total: Any, value: Any, weight: float = 1.0) -> Any:
+        """``total + value * weight`` for the running sums (`seqkit.running`): ``value`` is a
+        number or a 0-d array of this backend; the result is a number here. A device backend keeps
+        the sum on the device (in float64) so that adding does not wait for the device."""
+        return total + float(value) * weight
 
     # -- optional hooks -----------------------------------------------------------------------
     def fused_network(self, spec: "ModelSpec") -> "Network | None":

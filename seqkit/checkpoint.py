@@ -22,6 +22,7 @@ import numpy as np
 
 import seqkit
 from seqkit.engine import FitState
+from seqkit.running import RunningSums
 from seqkit.limits import MAX_STATE_BYTES, check_safetensors_header, model_read_limit, read_bounded
 from seqkit.network import ModelSpec
 from seqkit.optimizer import OptimizerState
@@ -430,8 +431,9 @@ class Checkpoint:
         return FitState(
             epoch=self.epoch, position=self.position, sampler_rng=self.state["rng"]["sampler"],
             carried=tuple(to_native(a) for a in carried) if carried else None,
-            loss_sum=float(partial.get("loss_sum", 0.0)), norm_sum=float(partial.get("norm_sum", 0.0)),
-            tokens=int(partial.get("tokens", 0)), clipped=int(partial.get("clipped", 0)),
+            sums=RunningSums(float(partial.get("loss_sum", 0.0)), float(partial.get("norm_sum", 0.0)),
+                             int(partial.get("clipped", 0))),
+            tokens=int(partial.get("tokens", 0)),
             train_time=float(partial.get("train_time", 0.0)), spent_s=float(training.get("spent_s", 0.0)))
 
     @property

@@ -22,4 +22,8 @@ class Clipper(ABC):
 
     @abstractmethod
     def clip(self, backend: Backend, grads: Params) -> tuple[Params, float, bool]:
-        """Return ``(gradients, pre-clip global L2 norm, whether they were changed)``."""
+        """Return ``(gradients, pre-clip global L2 norm, whether they were changed)``.
+
+        The norm and the flag may be numbers or 0-d arrays of ``backend`` (as
+        `Backend.clip_by_global_norm` returns them on a device: the loop reads them only when it
+        needs the numbers)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import time
 from typing import Any
 
 from rich.console import Console
@@ -12,6 +13,9 @@ from rich.table import Table
 from seqkit.plugins import Registry
 
 console = Console(highlight=False, soft_wrap=True)
+
+
+STEP_DISPLAY_INTERVAL_S = 0.1
 
 
 def _fmt(value: Any, spec: str = ".2f") -> str:
@@ -81,6 +85,7 @@ class RunPrinter:
         self.budget_s: float | None = None
         self.last: dict | None = None
         self.samples: list[str] = []
+        self.shown_at = 0.0  # when the live display last showed a minibatch
 
     def __call__(self, event: str, payload: Any) -> None:
         handler = getattr(self, f"_on_{event}", None)
@@ -119,8 +124,12 @@ class RunPrinter:
                                                      total=self.per_epoch, stats="")
 
     def _on_step(self, state: Any) -> None:
-        if self.progress is None:
+        # The display refreshes ten times a second, and reading the running loss waits for a
+        # device (seqkit.running): show a minibatch at most that often.
+        now = time.monotonic()
+        if self.progress is None or now - self.shown_at < STEP_DISPLAY_INTERVAL_S:
             return
+        self.shown_at = now
         ppl = math.exp(min(state.loss_sum / state.tokens, 700)) if state.tokens else float("nan")
         speed = state.tokens / state.train_time if state.train_time > 0 else 0.0
         stats = f"ppl {ppl:.2f}  {speed:,.0f} tok/s"

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
@@ -19,6 +19,7 @@ from seqkit.dropout import draw_masks
 from seqkit.errors import DataError, DivergedError
 from seqkit.network import Network
 from seqkit.optimizer import Optimizer, OptimizerState
+from seqkit.running import RunningSums
 from seqkit.sampler import Sampler
 from seqkit.schedule import Schedule
 
@@ -93,18 +94,32 @@ class FitState:
     ``sampler_rng`` is the sampler generator's ``bit_generator.state`` at the start of that next
     epoch: its minibatches are regenerated from it and the first ``position`` skipped. ``carried``
     is the hidden state after the last minibatch where the sampler carries it (native arrays),
-    and the sums are the partial epoch's metrics."""
+    and ``sums`` (read as ``loss_sum``, ``norm_sum``, ``clipped``) and ``tokens`` are the partial
+    epoch's metrics. Reading a sum may wait for the device (`seqkit.running`)."""
 
     epoch: int = 0
     position: int = 0
     sampler_rng: dict | None = None
     carried: tuple | None = None
-    loss_sum: float = 0.0
-    norm_sum: float = 0.0
+    sums: RunningSums = field(default_factory=RunningSums)
     tokens: int = 0
-    clipped: int = 0
     train_time: float = 0.0
     spent_s: float = 0.0  # the run's wall time in fit when this state was reached, across resumes
+
+    @property
+    def loss_sum(self) -> float:
+        """Sum over the epoch's minibatches so far of mean loss × predicted tokens."""
+        return self.sums.loss
+
+    @property
+    def norm_sum(self) -> float:
+        """Sum of the pre-clip global gradient norms."""
+        return self.sums.norm
+
+    @property
+    def clipped(self) -> int:
+        """How many of the updates were clipped."""
+        return self.sums.clipped
 
 
 EpochCallback = Callable[[dict], None]
@@ -171,6 +186,7 @@ def fit(
             if loop.cut_short:
                 raise BudgetSpent()
     except KeyboardInterrupt:
+        loop.check_window()  # a divergence not read yet is the news, and its parameters are not saved
         if on_interrupt is not None and not loop.updating:
             on_interrupt(loop.last)
         raise
@@ -178,7 +194,11 @@ def fit(
 
 
 class _Loop:
-    """One epoch of minibatches: state policy, loss and gradients, clipping, SGD, running sums."""
+    """One epoch of minibatches: state policy, loss and gradients, clipping, SGD, running sums.
+
+    The loss is read on the host (and checked for divergence) every
+    ``backend.host_check_interval`` minibatches, over the window since the last check: with 1
+    (every CPU backend) before the update it would corrupt, with more after the window's updates."""
 
     def __init__(self, network: Network, params: Params, train_ids: np.ndarray, sampler: Sampler,
                  clipper: Clipper, settings: TrainSettings, rng: np.random.Generator,
@@ -195,14 +215,15 @@ class _Loop:
         self.last_lr = settings.lr
         self.clock = clock or Clock()
         self.cut_short = False  # the time budget ended the last epoch early
+        self.interval = max(1, int(getattr(network.backend, "host_check_interval", 1)))
+        self.window = _Window()
 
     def run_epoch(self, epoch: int, part: FitState) -> FitState:
         """Train one epoch, continuing ``part`` (its first ``position`` minibatches are replayed
         from the sampler but not trained); return the finished epoch's sums."""
         settings, backend = self.settings, self.network.backend
         epoch_start = time.perf_counter() - part.train_time
-        sums = FitState(epoch - 1, 0, part.sampler_rng, part.carried if self.carry else None,
-                        part.loss_sum, part.norm_sum, part.tokens, part.clipped)
+        sums = FitState(epoch - 1, 0, part.sampler_rng, part.carried if self.carry else None, part.sums, part.tokens)
         earlier: list[tuple[np.ndarray, np.ndarray]] = []
         for X, Y in self.sampler.batches(self.train_ids, settings.batch_size, settings.num_steps, self.rng):
             if self.whole_epoch_graph:
@@ -217,11 +238,11 @@ class _Loop:
             masks = draw_masks(settings.dropout, settings.seed, step, X.shape[0], X.shape[1], spec.hidden_size,
                                spec.embedding_dim)
             extra = {"masks": masks} if masks is not None else {}
-            loss, grads, final = self.network.loss_and_grad(self.params, X, Y, state, loss_from, **extra)
-            if not math.isfinite(loss) or loss > MAX_LOSS:
-                raise DivergedError(
-                    f"loss became {loss} at epoch {epoch}, minibatch {sums.position + 1} (lr {lr:g}): lower --lr, "
-                    "clip harder with --clipper norm and a smaller --clip-theta, or reduce --hidden")
+            loss, grads, final = self.network.loss_and_grad_deferred(self.params, X, Y, state, loss_from, **extra)
+            n = Y.shape[0] * (Y.shape[1] - loss_from)
+            self.window.add(backend, loss, n, epoch, sums.position + 1)
+            if self.window.minibatches >= self.interval:
+                self.check_window()
             grads, norm, was_clipped = self.clipper.clip(backend, grads)
             self.updating = True
             if self.optimizer is None:
@@ -229,10 +250,9 @@ class _Loop:
                 self.opt_state.step += 1
             else:
                 self.optimizer.update(backend, self.params, grads, lr, self.opt_state)
-            n = Y.shape[0] * (Y.shape[1] - loss_from)
             sums = FitState(epoch - 1, sums.position + 1, part.sampler_rng, final if self.carry else None,
-                            sums.loss_sum + loss * n, sums.norm_sum + norm, sums.tokens + n,
-                            sums.clipped + was_clipped, time.perf_counter() - epoch_start, self.clock.elapsed())
+                            sums.sums.add(backend, loss, n, norm, was_clipped), sums.tokens + n,
+                            time.perf_counter() - epoch_start, self.clock.elapsed())
             self.last, self.updating = sums, False
             if self.on_step is not None:
                 self.on_step(sums)
@@ -242,9 +262,25 @@ class _Loop:
         if sums.position < part.position and not self.cut_short:
             raise DataError(f"the sampler gave {sums.position} minibatches in epoch {epoch}, fewer than the "
                             f"{part.position} the checkpoint had done: the training data changed")
+        self.check_window()
         backend.synchronize()
         sums.train_time = time.perf_counter() - epoch_start
         return sums
+
+    def check_window(self) -> None:
+        """Read the losses of the minibatches since the last check; raise `DivergedError` if
+        their mean is not finite or beyond ``MAX_LOSS``."""
+        window, self.window = self.window, _Window()
+        if not window.tokens:
+            return
+        mean = float(window.total) / window.tokens
+        if math.isfinite(mean) and mean <= MAX_LOSS:
+            return
+        where = f"minibatch {window.last}" if window.minibatches == 1 else f"minibatches {window.first}-{window.last}"
+        raise DivergedError(
+            f"loss became {mean} at epoch {window.epoch}, {where} (lr {self.last_lr:g}): lower --lr, "
+            "clip harder with --clipper norm and a smaller --clip-theta, or reduce --hidden")
+
 
     def _inputs(self, X: np.ndarray, Y: np.ndarray, carried: tuple | None,
                 earlier: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray, tuple, int]:
@@ -259,6 +295,28 @@ class _Loop:
         if self.carry and carried is not None:
             return X, Y, carried, 0
         return X, Y, self.network.init_state(X.shape[0]), 0
+
+
+@dataclass
+class _Window:
+    """The minibatches trained since the loss was last read on the host."""
+
+    total: object = 0.0  # sum of mean loss × tokens: a number or a 0-d device array
+    tokens: int = 0
+    epoch: int = 0
+    first: int = 0
+    last: int = 0
+
+    @property
+    def minibatches(self) -> int:
+        return self.last - self.first + 1 if self.tokens else 0
+
+    def add(self, backend, loss, tokens: int, epoch: int, position: int) -> None:
+        if not self.tokens:
+            self.first = position
+        self.total = backend.accumulate(self.total, loss, tokens)
+        self.tokens += tokens
+        self.epoch, self.last = epoch, position
 
 
 def _metrics_row(epoch: int, lr: float, done: FitState) -> dict:
@@ -297,7 +355,7 @@ def evaluate(network: Network, params: Params, ids: np.ndarray, batch_size: int,
         if context is not None:
             _, state = _windows(network, params, context, num_steps, state)  # read, not scored
         scored, _ = _windows(network, params, segments, num_steps, state)
-        total += scored
+        total += float(scored)
     predicted = len(ids) - 1
     mean = total / predicted
     return {"ppl": perplexity(mean), "bits_per_token": mean / LN2, "loss": mean, "tokens": predicted}
@@ -325,14 +383,15 @@ def evaluation_passes(ids: np.ndarray, batch_size: int, warmup: int = EVAL_WARMU
 
 
 def _windows(network: Network, params: Params, tokens: np.ndarray, num_steps: int, state: tuple) -> tuple:
-    """Summed loss of predicting ``tokens[:, 1:]`` from ``tokens[:, :-1]``, window by window, and
-    the state after the last window."""
+    """Summed loss of predicting ``tokens[:, 1:]`` from ``tokens[:, :-1]``, window by window (a
+    number, or a 0-d device array: nothing waits for the device here), and the state after the
+    last window."""
     xs, ys = tokens[:, :-1], tokens[:, 1:]
     total = 0.0
     for start in range(0, xs.shape[1], num_steps):
         X, Y = xs[:, start:start + num_steps], ys[:, start:start + num_steps]
-        loss, state = network.loss(params, X, Y, state)
-        total += loss * Y.size
+        loss, state = network.loss_deferred(params, X, Y, state)
+        total = network.backend.accumulate(total, loss, Y.size)
     return total, state
 
 

@@ -133,7 +133,8 @@ def seqkit_run_started(run: Any, info: dict) -> None:
 def seqkit_step_ended(run: Any, state: Any) -> None:
     """A minibatch was trained. ``state`` is a `seqkit.engine.FitState`: ``epoch`` epochs done,
     ``position`` minibatches of the current one, running ``loss_sum``, ``tokens``,
-    ``train_time``. Called after every minibatch: keep it cheap."""
+    ``train_time``. Called after every minibatch: keep it cheap (reading ``loss_sum`` on a GPU
+    waits for the device to finish the minibatch; `seqkit.running`)."""
 
 
 @hookspec

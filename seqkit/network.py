@@ -116,6 +116,18 @@ class Network(ABC):
     def loss(self, params: Params, X: np.ndarray, Y: np.ndarray, state: tuple) -> tuple[float, tuple]:
         """Mean loss of a minibatch without gradients, and the final state."""
 
+    def loss_and_grad_deferred(
+        self, params: Params, X: np.ndarray, Y: np.ndarray, state: tuple, loss_from: int = 0, **extra: Any,
+    ) -> tuple[Any, Params, tuple]:
+        """`loss_and_grad` with the loss left where it was computed: a float, or a 0-d array on
+        the backend's device that ``float()`` reads. The fit loop calls this one so that on a GPU
+        it does not wait for every minibatch (`seqkit.running`); the default is `loss_and_grad`."""
+        return self.loss_and_grad(params, X, Y, state, loss_from, **extra)
+
+    def loss_deferred(self, params: Params, X: np.ndarray, Y: np.ndarray, state: tuple) -> tuple[Any, tuple]:
+        """`loss` with the loss left where it was computed (see `loss_and_grad_deferred`)."""
+        return self.loss(params, X, Y, state)
+
     @abstractmethod
     def step(self, params: Params, ids: np.ndarray, state: tuple) -> tuple[np.ndarray, tuple]:
         """Feed one token per sequence (``ids`` of shape (batch,)); return NumPy logits (batch, V)

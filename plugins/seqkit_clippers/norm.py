@@ -17,10 +17,7 @@ class NormClipper(Clipper):
         self.theta = float(clip_theta)
 
     def clip(self, backend: Backend, grads):
-        norm = backend.global_norm(grads)
-        if norm > self.theta:
-            return backend.scale(grads, self.theta / norm), norm, True
-        return grads, norm, False
+        return backend.clip_by_global_norm(grads, self.theta)
 
 
 class NoClipper(Clipper):
@@ -30,4 +27,4 @@ class NoClipper(Clipper):
     description = "no clipping"
 
     def clip(self, backend: Backend, grads):
-        return grads, backend.global_norm(grads), False
+        return backend.clip_by_global_norm(grads, None)

@@ -20,6 +20,8 @@ if TYPE_CHECKING:
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 FUSED_CELLS = ("rnn-relu", "rnn-tanh")
 MATMUL_DTYPES = {"float32": None, "bfloat16": torch.bfloat16}
+#: Minibatches between the fit loop's reads of the loss on CUDA (`Backend.host_check_interval`).
+CUDA_HOST_CHECK_INTERVAL = 25
 TORCH_OPTIONS = BACKEND_OPTIONS + (MATMUL_DTYPE,)
 
 
@@ -57,6 +59,7 @@ class TorchBackend(Backend):
         self.torch_device = torch.device(self.device)
         self.torch_dtype = DTYPES[dtype]
         self.is_cuda = self.torch_device.type == "cuda"
+        self.host_check_interval = CUDA_HOST_CHECK_INTERVAL if self.is_cuda else 1
         self.matmul_dtype = matmul_dtype
         #: The dtype matrix products run in (None: ``torch_dtype``, no casts).
         self.product_dtype = MATMUL_DTYPES[matmul_dtype]
@@ -187,6 +190,29 @@ class TorchBackend(Backend):
             for grad in grads.values():
                 grad.mul_(factor)
         return grads
+
+    def clip_by_global_norm(self, grads: Params, theta: float | None) -> tuple[Params, Any, Any]:
+        """On the device: the norm and the flag come back as 0-d tensors and the gradients are
+        multiplied by a device factor (exactly 1 when not clipped), so nothing waits for the device."""
+        with torch.no_grad():
+            norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads.values()]))
+            if theta is None:
+                return grads, norm, False
+            wide = norm.to(torch.float64)  # the comparison and the factor in float64, as on the host
+            clipped = wide > theta
+            factor = torch.where(clipped, theta / wide, torch.ones_like(wide))
+            for grad in grads.values():
+                grad.mul_(factor)
+        return grads, norm, clipped
+
+    def accumulate(self, total: Any, value: Any, weight: float = 1.0) -> Any:
+        """Sums of 0-d tensors stay on their device, in float64."""
+        if not isinstance(value, torch.Tensor):
+            return total + float(value) * weight
+        value = value.detach().to(torch.float64)
+        if isinstance(total, torch.Tensor):
+            return torch.add(total, value, alpha=weight)
+        return value * weight + total
 
     def data_parallel(self, world: "World") -> "DataParallel":
         """torch.distributed: gloo on the CPU, NCCL on CUDA (see `seqkit_torch.distributed`)."""

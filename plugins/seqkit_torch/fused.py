@@ -72,6 +72,17 @@ class RNNBase(Network):
         inputs = move(masks.scaled("inputs", dtype)) if masks.inputs is not None and self.spec.embedding_dim else None
         return inputs, move(masks.scaled("outputs", dtype))
 
+    def loss_and_grad(
+        self, params: Params, X: np.ndarray, Y: np.ndarray, state: tuple, loss_from: int = 0,
+        masks: DropoutMasks | None = None,
+    ) -> tuple[float, Params, tuple]:
+        loss, grads, final = self.loss_and_grad_deferred(params, X, Y, state, loss_from, masks=masks)
+        return float(loss), grads, final
+
+    def loss(self, params: Params, X: np.ndarray, Y: np.ndarray, state: tuple) -> tuple[float, tuple]:
+        loss, final = self.loss_deferred(params, X, Y, state)
+        return float(loss), final
+
     @staticmethod
     def _check_loss_from(loss_from: int, steps: int) -> None:
         if not 0 <= loss_from < steps:
@@ -214,10 +225,10 @@ class FusedRNN(RNNBase):
                 torch.empty((B, H), dtype=self.product_dtype, device=self.device))
 
     @oom_to_advice
-    def loss_and_grad(
+    def loss_and_grad_deferred(
         self, params: Params, X: np.ndarray, Y: np.ndarray, state: tuple, loss_from: int = 0,
         masks: DropoutMasks | None = None,
-    ) -> tuple[float, Params, tuple]:
+    ) -> tuple[torch.Tensor, Params, tuple]:
         B, T = X.shape
         self._check_loss_from(loss_from, T)
         Hsz, V = self.spec.hidden_size, self.spec.vocab_size
@@ -272,14 +283,14 @@ class FusedRNN(RNNBase):
                     demb.mul_(drop_inputs)
                 grads[EMBED_PARAM] = torch.zeros_like(params[EMBED_PARAM]).index_add_(0, ids, demb)
             final = Hs[T].clone()
-        return float(loss), grads, (final,)
+        return loss, grads, (final,)
 
     @oom_to_advice
-    def loss(self, params: Params, X: np.ndarray, Y: np.ndarray, state: tuple) -> tuple[float, tuple]:
+    def loss_deferred(self, params: Params, X: np.ndarray, Y: np.ndarray, state: tuple) -> tuple[torch.Tensor, tuple]:
         T = X.shape[1]
         with torch.no_grad():
             Hs, _, _ = self._forward(params, X, state)
             logits = self._addmm(params["b_q"], Hs[1:].view(-1, self.spec.hidden_size), params["W_hq"])
             loss = F.cross_entropy(logits, self._ids(Y))
             final = Hs[T].clone()
-        return float(loss), (final,)
+        return loss, (final,)

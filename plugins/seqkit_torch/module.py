@@ -69,10 +69,10 @@ class ModuleRNN(RNNBase):
         return F.one_hot(ids, self.spec.vocab_size).to(self.rnn.weight_hh_l0.dtype).view(T, B, -1)
 
     @oom_to_advice
-    def loss_and_grad(
+    def loss_and_grad_deferred(
         self, params: Params, X: np.ndarray, Y: np.ndarray, state: tuple, loss_from: int = 0,
         masks: DropoutMasks | None = None,
-    ) -> tuple[float, Params, tuple]:
+    ) -> tuple[torch.Tensor, Params, tuple]:
         B, T = X.shape
         self._check_loss_from(loss_from, T)
         drop_inputs, drop_outputs = self._masks(masks, T, B)
@@ -93,14 +93,14 @@ class ModuleRNN(RNNBase):
         g_ih, g_hh, g_b = found[:3]
         grads: Params = {"W_xh": g_ih.T.contiguous(), "W_hh": g_hh.T.contiguous(), "b_h": g_b}
         grads.update(zip(names, found[3:]))
-        return float(loss.detach()), grads, (h_T[0].detach(),)
+        return loss.detach(), grads, (h_T[0].detach(),)
 
     @oom_to_advice
-    def loss(self, params: Params, X: np.ndarray, Y: np.ndarray, state: tuple) -> tuple[float, tuple]:
+    def loss_deferred(self, params: Params, X: np.ndarray, Y: np.ndarray, state: tuple) -> tuple[torch.Tensor, tuple]:
         B, T = X.shape
         self._load(params)
         with torch.no_grad(), ieee_float32_rnn():
             out, h_T = self.rnn(self._inputs(params, self._ids(X), T, B), state[0][None])
             logits = torch.addmm(params["b_q"], out.reshape(-1, self.spec.hidden_size), params["W_hq"])
             loss = F.cross_entropy(logits, self._ids(Y))
-        return float(loss), (h_T[0],)
+        return loss, (h_T[0],)

@@ -31,8 +31,8 @@ def _grads(scale: float, seed: int = 0) -> dict[str, np.ndarray]:
 def check_clipper(clipper: Clipper, backends: Iterable[str | Backend] | None = None,
                   registry: Registry | None = None) -> None:
     """For small, large and zero gradients on every backend: ``clip(backend, grads)`` returns a dict
-    with the same names and shapes, the pre-clip global L2 norm as a float, and whether it changed
-    them; unchanged gradients keep their values, clipping never raises the norm, nothing becomes
+    with the same names and shapes, the pre-clip global L2 norm, and whether it changed them (each
+    a number, or a 0-d array of the backend); unchanged gradients keep their values, clipping never raises the norm, nothing becomes
     NaN; every backend gives NumPy's numbers (the first backend's)."""
     usable = usable_backends(backends, "float64", registry)
     assert usable, "no backend to check the clipper on"
@@ -45,8 +45,7 @@ def check_clipper(clipper: Clipper, backends: Iterable[str | Backend] | None = N
             assert isinstance(result, tuple) and len(result) == 3, "clip must return (grads, norm, clipped)"
             out, norm, clipped = result
             assert isinstance(out, dict) and set(out) == set(g), f"clip must return a dict with keys {sorted(g)}"
-            assert isinstance(norm, float), f"clip's norm must be a Python float, got {type(norm).__name__}"
-            assert isinstance(clipped, (bool, np.bool_)), "clip's third value must be a bool"
+            norm, clipped = _number(norm, "norm", float), _number(clipped, "clipped flag", bool)
             assert abs(norm - want_norm) <= 1e-9 * max(want_norm, 1.0), \
                 f"{backend.name}: clip reported norm {norm}, the pre-clip global L2 norm is {want_norm}"
             arrays = {k: backend.to_numpy(v) for k, v in out.items()}
@@ -64,6 +63,16 @@ def check_clipper(clipper: Clipper, backends: Iterable[str | Backend] | None = N
                 for name in arrays:
                     assert_close(arrays[name], reference[1][name], TOLERANCE["float64"],
                                  f"{backend.name} vs {reference[0].name}: clipped {name!r}")
+
+
+def _number(value, what: str, kind: type):
+    """``value`` (a number or a 0-d array) as ``kind``; fails when it is neither."""
+    if isinstance(value, (bool, np.bool_) if kind is bool else (int, float, np.floating)):
+        return kind(value)
+    shape = getattr(value, "shape", None)
+    assert shape is not None and tuple(shape) in ((), (1,)), \
+        f"clip's {what} must be a number or a 0-d array, got {type(value).__name__} {shape}"
+    return kind(float(value)) if kind is float else bool(value)
 
 
 def check_optimizer(optimizer: Optimizer, backends: Iterable[str | Backend] | None = None,
