@@ -48,6 +48,10 @@ BASELINES = {"train": BASELINE_TRAIN, "generate": BASELINE_GENERATE, "evaluate":
 PROBE_N = 2048
 D2L_GENERATE = "torch nn.RNN stepped, autograd on (d2l)"
 BFLOAT16_ROW = "seqkit torch fused, bfloat16 products (opt-in)"
+CUDA_GRAPHS_ROW = "seqkit torch fused, CUDA graphs (opt-in)"
+D2L_SCRATCH_ROW = "torch d2l-style scratch (reference)"
+#: The d2l book's own GPU training speeds for this lesson (its machine; the chapter's B=32, T=35).
+D2L_BOOK_GPU = {"scratch": 71.5e3, "concise": 268e3}
 HERE = Path(__file__).resolve().parent
 
 
@@ -283,14 +287,16 @@ def seqkit_evaluate(network, params, ids, batch_size: int, tokens: int) -> Calla
 
 # -- seqkit rows (the engine's inner loop) ------------------------------------------------------
 def seqkit_train(network, params, clipper) -> Callable:
-    """What `seqkit.engine.fit` does per minibatch: loss and gradients, clipping, SGD, carried state."""
+    """What `seqkit.engine.fit` does per minibatch: loss and gradients (the loss left on the
+    device), clipping, SGD, carried state, the running loss sum."""
     backend = network.backend
-    state = [None]
+    state, total = [None], [0.0]
 
     def step(X, Y):
         if state[0] is None:
             state[0] = network.init_state(X.shape[0])
-        _, grads, state[0] = network.loss_and_grad(params, X, Y, state[0])
+        loss, grads, state[0] = network.loss_and_grad_deferred(params, X, Y, state[0])
+        total[0] = backend.accumulate(total[0], loss, Y.size)
         grads, _, _ = clipper.clip(backend, grads)
         backend.sgd_update(params, grads, LR)
 
@@ -470,12 +476,12 @@ def torch_rows(args: argparse.Namespace, batch_size: int, ids, vocab) -> list[Ro
     prefix = vocab.encode(list(PREFIX))
     length = 100 if quick else GENERATE_CHARS
 
-    def backend_for(name: str, matmul_dtype: str = "float32"):
-        extra = {"matmul_dtype": matmul_dtype} if name == "torch" else {}
+    def backend_for(name: str, matmul_dtype: str = "float32", cuda_graphs: bool = False):
+        extra = {"matmul_dtype": matmul_dtype, "cuda_graphs": cuda_graphs} if name == "torch" else {}
         return registry.create("backend", name, device=device if name == "torch" else "cpu", dtype="float32", **extra)
 
-    def seqkit_network(name: str, impl: str, matmul_dtype: str = "float32"):
-        backend = backend_for(name, matmul_dtype)
+    def seqkit_network(name: str, impl: str, matmul_dtype: str = "float32", cuda_graphs: bool = False):
+        backend = backend_for(name, matmul_dtype, cuda_graphs)
         if impl == "bptt":
             network = FusedRNN(backend, spec)
         elif impl == "nn.RNN":
@@ -485,7 +491,7 @@ def torch_rows(args: argparse.Namespace, batch_size: int, ids, vocab) -> list[Ro
         return network, {k: backend.asarray(v) for k, v in init.items()}
 
     train: list[tuple[str, Callable]] = [
-        ("torch d2l-style scratch (reference)", lambda: d2l_torch(torch, init, V, batch_size, device)),
+        (D2L_SCRATCH_ROW, lambda: d2l_torch(torch, init, V, batch_size, device)),
         (BASELINE_TRAIN, lambda: nn_rnn_train(torch, init, V, batch_size, device)),
         ("seqkit torch scratch", lambda: seqkit_train(*seqkit_network("torch", "scratch"), clipper)),
         ("seqkit torch fused", lambda: seqkit_train(*seqkit_network("torch", "fused"), clipper)),
@@ -493,6 +499,9 @@ def torch_rows(args: argparse.Namespace, batch_size: int, ids, vocab) -> list[Ro
     fused_alternative = "nn.RNN" if device == "cpu" else "bptt"
     train.append((f"seqkit torch fused, {fused_alternative} variant",
                   lambda: seqkit_train(*seqkit_network("torch", fused_alternative), clipper)))
+    if device == "cuda":
+        train.append((CUDA_GRAPHS_ROW, lambda: seqkit_train(*seqkit_network("torch", "fused", cuda_graphs=True),
+                                                            clipper)))
     if device == "cpu" and cpu_has_bfloat16():
         train.append((BFLOAT16_ROW, lambda: seqkit_train(*seqkit_network("torch", "fused", "bfloat16"), clipper)))
     if device == "cpu":
@@ -602,6 +611,15 @@ def summary(rows: list[Row]) -> list[dict]:
             best = max(seqkit, key=lambda r: r.value)
             result.append({"evaluate_batch_size": batch, "evaluate_best": best.name,
                            "evaluate_over_nn_rnn": best.value / base.value})
+    if any(r.name == CUDA_GRAPHS_ROW for r in rows):  # a GPU run: set beside the book's GPU figures
+        for batch in sorted({r.batch_size for r in rows if r.kind == "train"}):
+            group = [r for r in rows if r.batch_size == batch and r.kind == "train"]
+            named = {r.name: r.value for r in group}
+            seqkit = [r for r in group if r.name.startswith("seqkit")]
+            if seqkit and BASELINE_TRAIN in named and D2L_SCRATCH_ROW in named:
+                best = max(seqkit, key=lambda r: r.value)
+                result.append({"d2l_book_batch_size": batch, "d2l_scratch": named[D2L_SCRATCH_ROW],
+                               "nn_rnn": named[BASELINE_TRAIN], "best": best.name, "best_value": best.value})
     gen = [r for r in rows if r.kind == "generate"]
     base = next((r for r in gen if r.name == BASELINE_GENERATE), None)
     d2l = next((r for r in gen if r.name == D2L_GENERATE), None)
@@ -699,6 +717,12 @@ def print_table(rows: list[Row], info: dict, notes: list[dict]) -> None:
                      if note["best_float32"] != note["best_seqkit"] else "")
                   + (f"; seqkit numpy fused = {note['numpy_fused_over_numpy_ceiling']:.2f} of the NumPy-BLAS ceiling"
                      if note["numpy_fused_over_numpy_ceiling"] else ""))
+        elif "d2l_book_batch_size" in note:
+            print(f"d2l book's GPU figures (its GPU, B=32): scratch {D2L_BOOK_GPU['scratch'] / 1e3:.1f}k, concise "
+                  f"{D2L_BOOK_GPU['concise'] / 1e3:.0f}k tok/s; here at B={note['d2l_book_batch_size']}: "
+                  f"d2l-style scratch {note['d2l_scratch'] / 1e3:,.1f}k, nn.RNN {note['nn_rnn'] / 1e3:,.1f}k, "
+                  f"best seqkit path ({note['best']}) {note['best_value'] / 1e3:,.1f}k = "
+                  f"{note['best_value'] / D2L_BOOK_GPU['concise']:.2f}x the book's concise figure")
         else:
             d2l = note["generation_over_d2l_predict"]
             print(f"generation: best seqkit path ({note['generation_best']}) = "

@@ -63,7 +63,9 @@ def make_network(backend: Backend, spec: ModelSpec, impl: str, dropout: float = 
             raise ConfigError(f"the fused {spec.cell.name!r} network of backend {backend.name!r} cannot apply "
                               "--dropout: use --impl scratch (or --impl auto), or leave --dropout out")
         fused = None
-    return fused or GenericNetwork(backend, spec)
+    network = fused or GenericNetwork(backend, spec)
+    backend.check_network(network, dropout)
+    return network
 
 
 def seed_streams(seed: int) -> dict[str, np.random.SeedSequence]:

@@ -209,6 +209,10 @@ class Backend(ABC):
         one process only (the default). See `seqkit.distributed`."""
         return None
 
+    def check_network(self, network: "Network", dropout: float) -> None:
+        """Raise `seqkit.errors.ConfigError` when this backend's options do not apply to the
+        ``network`` chosen for the run (trained with ``dropout``). The default accepts any."""
+
     def synchronize(self) -> None:
         """Wait for queued device work (for honest timings). A no-op on synchronous backends."""
 

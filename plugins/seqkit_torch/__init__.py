@@ -14,6 +14,12 @@ MATMUL_DTYPE = Option(
     "Precision of the matrix products: bfloat16 runs them at about twice the float32 speed on CPUs "
     "with native bfloat16 (AVX512-BF16 or AMX); parameters, state and the loss stay in --dtype.",
     choices=("float32", "bfloat16"))
+CUDA_GRAPHS = Option(
+    "cuda_graphs", bool, False,
+    "On CUDA, record each minibatch's loss and gradients of the fused network as a CUDA graph and "
+    "replay it (fewer kernel launches at small batches); checked against the eager path on first use.",
+    portable=False)
+TORCH_OPTIONS = BACKEND_OPTIONS + (MATMUL_DTYPE, CUDA_GRAPHS)
 
 
 @hookimpl
@@ -24,6 +30,6 @@ def register_backends(register) -> None:
         target="seqkit_torch.backend:TorchBackend",
         requires=("torch",),
         install_hint="pip install 'seqkit[torch]'",
-        options=BACKEND_OPTIONS + (MATMUL_DTYPE,),
+        options=TORCH_OPTIONS,
         description="PyTorch on CPU or CUDA; autograd for any cell, fused BPTT / cuDNN for rnn-tanh/rnn-relu",
     ))

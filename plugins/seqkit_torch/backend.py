@@ -8,9 +8,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from seqkit.backend import BACKEND_OPTIONS, Array, Backend, LossFn, Params, map_leaves
+from seqkit.backend import Array, Backend, LossFn, Params, map_leaves
 from seqkit.errors import ConfigError
-from seqkit_torch import MATMUL_DTYPE
+from seqkit_torch import TORCH_OPTIONS
 from seqkit_torch.devices import oom_to_advice, resolve_device
 
 if TYPE_CHECKING:
@@ -22,7 +22,6 @@ FUSED_CELLS = ("rnn-relu", "rnn-tanh")
 MATMUL_DTYPES = {"float32": None, "bfloat16": torch.bfloat16}
 #: Minibatches between the fit loop's reads of the loss on CUDA (`Backend.host_check_interval`).
 CUDA_HOST_CHECK_INTERVAL = 25
-TORCH_OPTIONS = BACKEND_OPTIONS + (MATMUL_DTYPE,)
 
 
 def cpu_has_bfloat16() -> bool:
@@ -50,7 +49,8 @@ class TorchBackend(Backend):
     description = "PyTorch on CPU or CUDA; autograd for any cell, fused BPTT / cuDNN for rnn-tanh/rnn-relu"
     options = TORCH_OPTIONS
 
-    def __init__(self, device: str = "auto", dtype: str = "float32", matmul_dtype: str = "float32") -> None:
+    def __init__(self, device: str = "auto", dtype: str = "float32", matmul_dtype: str = "float32",
+                 cuda_graphs: bool = False) -> None:
         if dtype not in DTYPES:
             raise ConfigError(f"dtype {dtype!r} is not supported; use one of: {', '.join(DTYPES)}")
         if matmul_dtype not in MATMUL_DTYPES:
@@ -65,6 +65,11 @@ class TorchBackend(Backend):
         self.product_dtype = MATMUL_DTYPES[matmul_dtype]
         if self.product_dtype is not None:
             self._check_bfloat16()
+        #: Whether the fused CUDA network replays CUDA graphs (`seqkit_torch.graphs`).
+        self.cuda_graphs = bool(cuda_graphs)
+        if self.cuda_graphs and not self.is_cuda:
+            raise ConfigError(f"--cuda-graphs needs a CUDA device, and this run is on {self.device}: "
+                              "leave --cuda-graphs out (or add --device cuda on a machine with a GPU)")
 
     def _check_bfloat16(self) -> None:
         if self.is_cuda:
@@ -219,6 +224,18 @@ class TorchBackend(Backend):
         from seqkit_torch.distributed import TorchDataParallel
 
         return TorchDataParallel(self, world)
+
+    def check_network(self, network: "Network", dropout: float) -> None:
+        """``--cuda-graphs`` applies to the fused network without dropout only."""
+        if not self.cuda_graphs:
+            return
+        if network.impl != "fused":
+            raise ConfigError("--cuda-graphs applies to the fused network of rnn-tanh and rnn-relu, and this "
+                              f"run uses --impl {network.impl} (cell {network.spec.cell.name!r}): leave "
+                              "--cuda-graphs out or use --impl fused")
+        if dropout:
+            raise ConfigError("--cuda-graphs does not take --dropout (the masks change every minibatch): "
+                              "leave one of them out")
 
     def synchronize(self) -> None:
         if self.is_cuda:

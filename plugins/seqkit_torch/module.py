@@ -8,6 +8,7 @@ Weights are copied into the module's flat (cuDNN) buffer before each call: three
 from __future__ import annotations
 
 import contextlib
+import functools
 from typing import Iterator
 
 import numpy as np
@@ -19,6 +20,7 @@ from seqkit.dropout import DropoutMasks
 from seqkit.network import EMBED_PARAM, ModelSpec
 from seqkit_torch.devices import oom_to_advice
 from seqkit_torch.fused import RNNBase
+from seqkit_torch.graphs import Outputs, StepGraphs, cuda_graph_recorder
 
 
 @contextlib.contextmanager
@@ -44,7 +46,10 @@ def ieee_float32_rnn() -> Iterator[None]:
 
 
 class ModuleRNN(RNNBase):
-    """rnn-tanh / rnn-relu through one ``torch.nn.RNN`` layer and autograd (the default on CUDA)."""
+    """rnn-tanh / rnn-relu through one ``torch.nn.RNN`` layer and autograd (the default on CUDA).
+
+    With the backend's ``--cuda-graphs`` a minibatch's loss and gradients replay a CUDA graph
+    (`graphs`, a `seqkit_torch.graphs.StepGraphs`; None without)."""
 
     def __init__(self, backend, spec: ModelSpec) -> None:
         super().__init__(backend, spec)
@@ -55,6 +60,7 @@ class ModuleRNN(RNNBase):
             self.rnn.bias_hh_l0.zero_()
         self.rnn.bias_hh_l0.requires_grad_(False)
         self._weights = (self.rnn.weight_ih_l0, self.rnn.weight_hh_l0, self.rnn.bias_ih_l0)
+        self.graphs = StepGraphs(cuda_graph_recorder(self.device)) if getattr(backend, "cuda_graphs", False) else None
 
     def _load(self, params: Params) -> None:
         with torch.no_grad():
@@ -75,16 +81,33 @@ class ModuleRNN(RNNBase):
     ) -> tuple[torch.Tensor, Params, tuple]:
         B, T = X.shape
         self._check_loss_from(loss_from, T)
+        ids, targets, h0 = self._ids(X), self._ids(Y[:, loss_from:]), state[0].detach()
+        if self.graphs is not None and masks is None:
+            compute = functools.partial(self._loss_and_grad, loss_from=loss_from)
+            replayed = self.graphs.run(compute, params, ids, targets, h0, (T, B, loss_from))
+            if replayed is not None:
+                loss, grads, h_T = replayed
+                return loss, grads, (h_T,)
         drop_inputs, drop_outputs = self._masks(masks, T, B)
+        loss, grads, h_T = self._loss_and_grad(params, ids, targets, h0, loss_from, drop_inputs, drop_outputs)
+        return loss, grads, (h_T,)
+
+    def _loss_and_grad(self, params: Params, ids: torch.Tensor, targets: torch.Tensor, h0: torch.Tensor,
+                       loss_from: int = 0, drop_inputs: torch.Tensor | None = None,
+                       drop_outputs: torch.Tensor | None = None) -> Outputs:
+        """(loss, gradients, final state) from device tensors: time-major flat ``ids`` (T·B,),
+        ``targets`` of steps ``loss_from:`` and the initial state ``h0`` (B, H). Reads no host value,
+        so a CUDA graph can record it."""
+        B = h0.shape[0]
+        T = ids.shape[0] // B
         self._load(params)
         names = ["W_hq", "b_q"] + ([EMBED_PARAM] if self.spec.embedding_dim else [])
         leaves = {k: params[k].detach().requires_grad_(True) for k in names}
-        ids, targets = self._ids(X), self._ids(Y[:, loss_from:])
         with torch.enable_grad(), ieee_float32_rnn():
             inputs = self._inputs(leaves, ids, T, B)
             if drop_inputs is not None:
                 inputs = inputs * drop_inputs.view(T, B, -1)
-            out, h_T = self.rnn(inputs, state[0].detach()[None])
+            out, h_T = self.rnn(inputs, h0[None])
             hidden = out[loss_from:].reshape(-1, self.spec.hidden_size)
             if drop_outputs is not None:
                 hidden = hidden * drop_outputs[loss_from * B:]
@@ -93,7 +116,7 @@ class ModuleRNN(RNNBase):
         g_ih, g_hh, g_b = found[:3]
         grads: Params = {"W_xh": g_ih.T.contiguous(), "W_hh": g_hh.T.contiguous(), "b_h": g_b}
         grads.update(zip(names, found[3:]))
-        return loss.detach(), grads, (h_T[0].detach(),)
+        return loss.detach(), grads, h_T[0].detach()
 
     @oom_to_advice
     def loss_deferred(self, params: Params, X: np.ndarray, Y: np.ndarray, state: tuple) -> tuple[torch.Tensor, tuple]:
