@@ -29,6 +29,13 @@ FUSED_CELLS = ("rnn-tanh", "rnn-relu")
 MAX_BUFFER_SHAPES = 4
 
 
+def _to_device(tensor: torch.Tensor, device: torch.device) -> torch.Tensor:
+    """A host tensor copied to a CUDA device without the host waiting for the device: the copy
+    goes from pinned memory (torch's cached pinned blocks), because from pageable memory CUDA may
+    synchronize with the stream before staging it."""
+    return tensor.pin_memory().to(device, non_blocking=True)
+
+
 class RNNBase(Network):
     """What both fused torch networks share: id transfer, checks and batch-1 generation steps."""
 
@@ -56,7 +63,7 @@ class RNNBase(Network):
     def _ids(self, X: np.ndarray) -> torch.Tensor:
         """(B, T) NumPy ids -> time-major flat int64 tensor (T·B,) on the device."""
         flat = torch.from_numpy(np.ascontiguousarray(X.T, dtype=np.int64).reshape(-1))
-        return flat if self.on_cpu else flat.to(self.device, non_blocking=True)
+        return flat if self.on_cpu else _to_device(flat, self.device)
 
     def _masks(self, masks: DropoutMasks | None, T: int, B: int) -> tuple[torch.Tensor | None, torch.Tensor | None]:
         """The dropout multipliers as tensors on the device: inputs (T·B, E) and outputs (T·B, H),
@@ -67,7 +74,7 @@ class RNNBase(Network):
 
         def move(array: np.ndarray) -> torch.Tensor:
             tensor = torch.from_numpy(array.reshape(T * B, -1))
-            return tensor if self.on_cpu else tensor.to(self.device, non_blocking=True)
+            return tensor if self.on_cpu else _to_device(tensor, self.device)
 
         inputs = move(masks.scaled("inputs", dtype)) if masks.inputs is not None and self.spec.embedding_dim else None
         return inputs, move(masks.scaled("outputs", dtype))
