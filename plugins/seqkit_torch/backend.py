@@ -214,10 +214,8 @@ class TorchBackend(Backend):
         """Sums of 0-d tensors stay on their device, in float64."""
         if not isinstance(value, torch.Tensor):
             return total + float(value) * weight
-        value = value.detach().to(torch.float64)
-        if isinstance(total, torch.Tensor):
-            return torch.add(total, value, alpha=weight)
-        return value * weight + total
+        # multiply, then add, as the host's `total + value * weight` rounds (no fused multiply-add)
+        return value.detach().to(torch.float64) * weight + total
 
     def data_parallel(self, world: "World") -> "DataParallel":
         """torch.distributed: gloo on the CPU, NCCL on CUDA (see `seqkit_torch.distributed`)."""
