@@ -77,6 +77,7 @@ def test_torch_sums_stay_tensors_until_read():
 
 def test_torch_clip_returns_device_values_without_reading_them(host_reads):
     backend = build_registry().create("backend", "torch", device="cpu", dtype="float32")
+    backend.host_check_interval = 25  # as on CUDA
     grads = {"W": torch.full((3, 4), 2.0), "b": torch.full((4,), 2.0)}
     out, norm, clipped = backend.clip_by_global_norm(grads, 1.0)
     assert host_reads["reads"] == 0
@@ -87,6 +88,12 @@ def test_torch_clip_returns_device_values_without_reading_them(host_reads):
     untouched = {"W": torch.full((3, 4), 0.01)}
     out, _, clipped = backend.clip_by_global_norm(untouched, 1.0)
     assert not bool(clipped) and torch.equal(out["W"], torch.full((3, 4), 0.01))  # times exactly 1
+
+
+def test_torch_clip_on_the_host_where_every_minibatch_is_read():
+    backend = build_registry().create("backend", "torch", device="cpu", dtype="float32")
+    _, norm, clipped = backend.clip_by_global_norm({"W": torch.full((3, 4), 2.0)}, 1.0)
+    assert isinstance(norm, float) and clipped is True
 
 
 def test_fewer_host_reads_same_metrics(host_reads):

@@ -197,8 +197,12 @@ class TorchBackend(Backend):
         return grads
 
     def clip_by_global_norm(self, grads: Params, theta: float | None) -> tuple[Params, Any, Any]:
-        """On the device: the norm and the flag come back as 0-d tensors and the gradients are
-        multiplied by a device factor (exactly 1 when not clipped), so nothing waits for the device."""
+        """Where the fit loop does not read every minibatch (``host_check_interval`` > 1, CUDA):
+        on the device, the norm and the flag as 0-d tensors and the gradients multiplied by a device
+        factor (exactly 1 when not clipped), so nothing waits for the device. Otherwise on the host,
+        which skips that multiplication when nothing is clipped."""
+        if self.host_check_interval <= 1:
+            return super().clip_by_global_norm(grads, theta)
         with torch.no_grad():
             norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads.values()]))
             if theta is None:
