@@ -50,6 +50,7 @@ D2L_GENERATE = "torch nn.RNN stepped, autograd on (d2l)"
 BFLOAT16_ROW = "seqkit torch fused, bfloat16 products (opt-in)"
 CUDA_GRAPHS_ROW = "seqkit torch fused, CUDA graphs (opt-in)"
 D2L_SCRATCH_ROW = "torch d2l-style scratch (reference)"
+NUMPY_PLAIN_ROW = "numpy hand-written BPTT (reference)"
 #: The d2l book's own GPU training speeds for this lesson (its machine; the chapter's B=32, T=35).
 D2L_BOOK_GPU = {"scratch": 71.5e3, "concise": 268e3}
 HERE = Path(__file__).resolve().parent
@@ -158,6 +159,54 @@ def d2l_torch(torch, init: dict, V: int, B: int, device: str) -> Callable:
                 p -= LR * p.grad
                 p.grad.zero_()
         loss.item()
+
+    return step
+
+
+def numpy_plain_bptt(init: dict, V: int, B: int) -> Callable:
+    """A straightforward hand-written NumPy BPTT: one bias, one GEMM per step each way into
+    preallocated float32 buffers, ``np.tanh``, everything else batched over the T steps, the
+    lesson's clipping and SGD: what someone writing the lesson in NumPy by hand would write."""
+    import numpy as np
+
+    P = {k: v.astype(np.float32).copy() for k, v in init.items()}
+    Hs, inputs = np.empty((T + 1, B, H), np.float32), np.empty((T, B, H), np.float32)
+    dpre, dH, carried = np.empty((T, B, H), np.float32), np.empty((B, H), np.float32), [np.zeros((B, H), np.float32)]
+    rows = np.arange(T * B)
+
+    def step(X, Y):
+        W_xh, W_hh, b_h, W_hq, b_q = P["W_xh"], P["W_hh"], P["b_h"], P["W_hq"], P["b_q"]
+        ids, targets = X.T.reshape(-1), Y.T.reshape(-1)
+        np.add(W_xh[ids], b_h, out=inputs.reshape(T * B, H))  # one-hot @ W_xh is a row gather
+        Hs[0] = carried[0]
+        for t in range(T):
+            np.dot(Hs[t], W_hh, out=Hs[t + 1])
+            Hs[t + 1] += inputs[t]
+            np.tanh(Hs[t + 1], out=Hs[t + 1])
+        hidden = Hs[1:].reshape(T * B, H)
+        probs = hidden @ W_hq + b_q
+        probs -= probs.max(axis=1, keepdims=True)
+        np.exp(probs, out=probs)
+        probs /= probs.sum(axis=1, keepdims=True)
+        probs[rows, targets] -= 1
+        probs /= T * B
+        from_output = (probs @ W_hq.T).reshape(T, B, H)
+        deriv = 1 - Hs[1:] * Hs[1:]
+        recurrent = np.zeros((B, H), np.float32)
+        for t in range(T - 1, -1, -1):
+            np.add(from_output[t], recurrent, out=dH)
+            np.multiply(dH, deriv[t], out=dpre[t])
+            np.dot(dpre[t], W_hh.T, out=recurrent)
+        flat = dpre.reshape(T * B, H)
+        grads = {"W_hh": Hs[:-1].reshape(T * B, H).T @ flat, "W_hq": hidden.T @ probs, "b_q": probs.sum(axis=0),
+                 "b_h": flat.sum(axis=0), "W_xh": np.zeros((V, H), np.float32)}
+        np.add.at(grads["W_xh"], ids, flat)
+        norm = np.sqrt(sum(float((g * g).sum()) for g in grads.values()))
+        for name, grad in grads.items():
+            if norm > THETA:
+                grad *= THETA / norm
+            P[name] -= LR * grad
+        carried[0] = Hs[T].copy()
 
     return step
 
@@ -508,6 +557,7 @@ def torch_rows(args: argparse.Namespace, batch_size: int, ids, vocab) -> list[Ro
         train += [
             ("seqkit numpy scratch", lambda: seqkit_train(*seqkit_network("numpy", "scratch"), clipper)),
             ("seqkit numpy fused", lambda: seqkit_train(*seqkit_network("numpy", "fused"), clipper)),
+            (NUMPY_PLAIN_ROW, lambda: numpy_plain_bptt(init, V, batch_size)),
         ]
     rows: list[tuple[Row, Callable[[], float]]] = []
     for name, make in train:
@@ -596,13 +646,16 @@ def summary(rows: list[Row]) -> list[dict]:
         best32 = max((r for r in seqkit if r.name != BFLOAT16_ROW), key=lambda r: r.value)
         numpy_fused = next((r for r in seqkit if r.name == "seqkit numpy fused"), None)
         numpy_ceiling = next((r for r in group if r.name == "matmul-only ceiling, numpy BLAS"), None)
+        numpy_plain = next((r for r in group if r.name == NUMPY_PLAIN_ROW), None)
         result.append({"batch_size": batch, "best_seqkit": best.name, "best_over_nn_rnn": best.value / base.value,
                        "best_over_ceiling": best.value / ceiling.value,
                        "nn_rnn_over_ceiling": base.value / ceiling.value,
                        "best_float32": best32.name, "best_float32_over_nn_rnn": best32.value / base.value,
                        "best_float32_over_ceiling": best32.value / ceiling.value,
                        "numpy_fused_over_numpy_ceiling": numpy_fused.value / numpy_ceiling.value
-                       if numpy_fused and numpy_ceiling else None})
+                       if numpy_fused and numpy_ceiling else None,
+                       "numpy_fused_over_hand_written": numpy_fused.value / numpy_plain.value
+                       if numpy_fused and numpy_plain else None})
     for batch in sorted({r.batch_size for r in rows if r.kind == "evaluate"}):
         group = [r for r in rows if r.kind == "evaluate" and r.batch_size == batch]
         base = next((r for r in group if r.name == BASELINE_EVALUATE), None)
@@ -716,7 +769,9 @@ def print_table(rows: list[Row], info: dict, notes: list[dict]) -> None:
                      f"{note['best_float32_over_ceiling']:.2f} of the ceiling"
                      if note["best_float32"] != note["best_seqkit"] else "")
                   + (f"; seqkit numpy fused = {note['numpy_fused_over_numpy_ceiling']:.2f} of the NumPy-BLAS ceiling"
-                     if note["numpy_fused_over_numpy_ceiling"] else ""))
+                     if note["numpy_fused_over_numpy_ceiling"] else "")
+                  + (f", {note['numpy_fused_over_hand_written']:.2f}x the hand-written NumPy BPTT"
+                     if note["numpy_fused_over_hand_written"] else ""))
         elif "d2l_book_batch_size" in note:
             print(f"d2l book's GPU figures (its GPU, B=32): scratch {D2L_BOOK_GPU['scratch'] / 1e3:.1f}k, concise "
                   f"{D2L_BOOK_GPU['concise'] / 1e3:.0f}k tok/s; here at B={note['d2l_book_batch_size']}: "
