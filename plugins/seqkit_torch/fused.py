@@ -186,11 +186,11 @@ class FusedRNN(RNNBase):
             if len(self._buffers) >= MAX_BUFFER_SHAPES:
                 self._buffers.clear()
             H, dev = self.spec.hidden_size, self.device
-            buffers = self._buffers[key] = (
-                torch.empty((T + 1, B, H), dtype=dtype, device=dev),  # hidden states, Hs[0] = initial
-                torch.empty((T, B, H), dtype=dtype, device=dev),      # dL/dH, then dL/dpre
-                torch.empty((T, B, H), dtype=dtype, device=dev),      # activation derivative
-            )
+            Hs = torch.empty((T + 1, B, H), dtype=dtype, device=dev)    # hidden states, Hs[0] = initial
+            dpre = torch.empty((T, B, H), dtype=dtype, device=dev)      # dL/dH, then dL/dpre
+            deriv = torch.empty((T, B, H), dtype=dtype, device=dev)     # activation derivative
+            # and their per-step rows, made once: indexing a row in the loops costs a dispatch each time
+            buffers = self._buffers[key] = (Hs, dpre, deriv, Hs.unbind(0), dpre.unbind(0), deriv.unbind(0))
         return buffers
 
     def _forward(self, params: Params, X: np.ndarray, state: tuple, drop_inputs: torch.Tensor | None = None):
@@ -199,7 +199,8 @@ class FusedRNN(RNNBase):
         ``drop_inputs`` when given)."""
         B, T = X.shape
         W_xh, W_hh, b_h = params["W_xh"], params["W_hh"], params["b_h"]
-        Hs = self._buffers_for(T, B, W_hh.dtype)[0]
+        buffers = self._buffers_for(T, B, W_hh.dtype)
+        Hs, H_rows = buffers[0], buffers[3]
         ids = self._ids(X)
         inputs = Hs[1:].view(T * B, -1)
         emb = None
@@ -214,16 +215,30 @@ class FusedRNN(RNNBase):
         else:
             torch.index_select(self._input_table(params), 0, ids, out=inputs)
         Hs[0].copy_(state[0])
+        activate = self._row_activation(Hs, H_rows)
         if self.product_dtype is None:
             for t in range(T):
-                self._activate_(Hs[t + 1].addmm_(Hs[t], W_hh))
+                H_rows[t + 1].addmm_(H_rows[t], W_hh)
+                activate(t + 1)
         else:
             W_low, h_low, product = self._low_precision(W_hh, B)
             for t in range(T):
-                h_low.copy_(Hs[t])
+                h_low.copy_(H_rows[t])
                 torch.mm(h_low, W_low, out=product)
-                self._activate_(Hs[t + 1].add_(product))
+                H_rows[t + 1].add_(product)
+                activate(t + 1)
         return Hs, ids, emb
+
+    def _row_activation(self, Hs: torch.Tensor, H_rows: tuple[torch.Tensor, ...]) -> Callable[[int], object]:
+        """``activate(s)`` applies the cell's activation to row ``s`` of ``Hs`` in place. On the CPU
+        tanh goes through NumPy on the same memory: for a (B, H) row NumPy's vectorised tanh is ~5x
+        faster than torch's (7 against 31 µs at 32 × 512; the two differ by at most an ulp)."""
+        if self.relu:
+            return lambda s: H_rows[s].relu_()
+        if not self.on_cpu:
+            return lambda s: H_rows[s].tanh_()
+        rows, tanh = Hs.numpy(), np.tanh
+        return lambda s: tanh(rows[s], out=rows[s])
 
     def _low_precision(self, W: torch.Tensor, B: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``W`` in `product_dtype` and two (B, H) buffers of that dtype for a recurrence's steps."""
@@ -243,7 +258,7 @@ class FusedRNN(RNNBase):
         with torch.no_grad():
             W_hh, W_hq = params["W_hh"], params["W_hq"]
             Hs, ids, emb = self._forward(params, X, state, drop_inputs)
-            _, dpre, deriv = self._buffers_for(T, B, W_hh.dtype)
+            _, dpre, deriv, _, dpre_rows, deriv_rows = self._buffers_for(T, B, W_hh.dtype)
             hidden = Hs[1 + loss_from:].view(-1, Hsz)
             if drop_outputs is not None:
                 hidden = hidden * drop_outputs[loss_from * B:]
@@ -266,17 +281,16 @@ class FusedRNN(RNNBase):
                 torch.addcmul(torch.ones((), dtype=deriv.dtype, device=deriv.device), Hs[1:], Hs[1:],
                               value=-1, out=deriv)
             W_hh_T = W_hh.T.contiguous()
-            dpre[T - 1].mul_(deriv[T - 1])
+            dpre_rows[T - 1].mul_(deriv_rows[T - 1])
             if self.product_dtype is None:
                 for t in range(T - 2, -1, -1):
-                    g = dpre[t].addmm_(dpre[t + 1], W_hh_T)
-                    g.mul_(deriv[t])
+                    dpre_rows[t].addmm_(dpre_rows[t + 1], W_hh_T).mul_(deriv_rows[t])
             else:
                 W_low, g_low, product = self._low_precision(W_hh_T, B)
                 for t in range(T - 2, -1, -1):
-                    g_low.copy_(dpre[t + 1])
+                    g_low.copy_(dpre_rows[t + 1])
                     torch.mm(g_low, W_low, out=product)
-                    dpre[t].add_(product).mul_(deriv[t])
+                    dpre_rows[t].add_(product).mul_(deriv_rows[t])
 
             dpre2 = dpre.view(T * B, Hsz)
             grads["W_hh"] = self._mm(Hs[:-1].view(T * B, Hsz).T, dpre2)
