@@ -12,6 +12,7 @@ import warnings
 import numpy as np
 import pytest
 
+from seqkit.dropout import draw_masks
 from seqkit.engine import TrainSettings, fit
 from seqkit.errors import ConfigError
 from seqkit.network import GenericNetwork, ModelSpec
@@ -149,16 +150,23 @@ def test_a_wrong_replay_or_a_failed_capture_falls_back_to_eager_for_good(trouble
     assert recorder.captures == captures
 
 
-def test_dropout_masks_take_the_eager_path():
-    from seqkit.dropout import draw_masks
-
+@pytest.mark.parametrize("embedding", [0, 4])
+def test_dropout_masks_are_graph_inputs_like_the_ids(embedding):
     backend = _backend()
     recorder = CountingRecorder()
-    network, params = _network(backend, recorder=recorder)
-    (X, Y), = _minibatches(2, 5, 1)
-    masks = draw_masks(0.3, 0, 0, 2, 5, H, 0)
-    network.loss_and_grad_deferred(params, X, Y, (torch.zeros(2, H),), masks=masks)
-    assert recorder.captures == 0
+    graphed, params_g = _network(backend, embedding=embedding, recorder=recorder)
+    eager, params_e = _network(backend, embedding=embedding)
+    state_g = state_e = (torch.zeros(3, H),)
+    for update, (X, Y) in enumerate(_minibatches(3, 6, 4)):
+        masks = draw_masks(0.3, 0, update, 3, 6, H, embedding)  # new masks every minibatch
+        got = graphed.loss_and_grad_deferred(params_g, X, Y, state_g, masks=masks)
+        want = eager.loss_and_grad_deferred(params_e, X, Y, state_e, masks=masks)
+        _assert_same(got, want)
+        backend.sgd_update(params_g, got[1], 0.5)
+        backend.sgd_update(params_e, want[1], 0.5)
+        state_g, state_e = got[2], want[2]
+    graphed.loss_and_grad_deferred(params_g, X, Y, state_g)  # without masks: another graph
+    assert recorder.captures == 2 and graphed.graphs.given_up is None
 
 
 def test_fit_with_graphs_matches_fit_without():
@@ -177,7 +185,7 @@ def test_fit_with_graphs_matches_fit_without():
         assert torch.equal(finals[0][name], finals[1][name])
 
 
-def test_cuda_graphs_are_refused_off_cuda_and_where_they_do_not_apply():
+def test_cuda_graphs_are_refused_off_cuda_and_for_the_generic_network():
     with pytest.raises(ConfigError, match=r"--cuda-graphs needs a CUDA device, and this run is on cpu"):
         _backend(cuda_graphs=True)
     backend = _backend()
@@ -185,9 +193,8 @@ def test_cuda_graphs_are_refused_off_cuda_and_where_they_do_not_apply():
     spec = ModelSpec(RNNTanh(), vocab_size=V, hidden_size=H)
     with pytest.raises(ConfigError, match=r"applies to the fused network .* --impl scratch"):
         backend.check_network(GenericNetwork(backend, spec), 0.0)
-    with pytest.raises(ConfigError, match=r"does not take --dropout"):
-        backend.check_network(ModuleRNN(backend, spec), 0.1)
     backend.check_network(ModuleRNN(backend, spec), 0.0)
+    backend.check_network(ModuleRNN(backend, spec), 0.1)
 
 
 def test_the_cuda_recorder_warms_up_before_capturing(monkeypatch):

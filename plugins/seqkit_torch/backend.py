@@ -228,16 +228,11 @@ class TorchBackend(Backend):
         return TorchDataParallel(self, world)
 
     def check_network(self, network: "Network", dropout: float) -> None:
-        """``--cuda-graphs`` applies to the fused network without dropout only."""
-        if not self.cuda_graphs:
-            return
-        if network.impl != "fused":
+        """``--cuda-graphs`` applies to the fused network only."""
+        if self.cuda_graphs and network.impl != "fused":
             raise ConfigError("--cuda-graphs applies to the fused network of rnn-tanh and rnn-relu, and this "
                               f"run uses --impl {network.impl} (cell {network.spec.cell.name!r}): leave "
                               "--cuda-graphs out or use --impl fused")
-        if dropout:
-            raise ConfigError("--cuda-graphs does not take --dropout (the masks change every minibatch): "
-                              "leave one of them out")
 
     def synchronize(self) -> None:
         if self.is_cuda:

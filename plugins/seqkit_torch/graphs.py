@@ -4,15 +4,16 @@ A minibatch of `seqkit_torch.module.ModuleRNN` launches a few dozen kernels (the
 embedded inputs, cuDNN's RNN forward and backward, the output layer, the loss, their gradients,
 the weight transposes). At small batches their launch cost, not the GPU, sets the pace. A
 `CapturedStep` records them once per shape as a CUDA graph and replays it: the host copies the
-token ids, the targets and the initial state into static tensors and launches one graph.
+token ids, the targets, the initial state and any dropout masks into static tensors and launches
+one graph.
 
 What a graph fixes at capture, and how it is kept true:
 
 - addresses: the inputs are copied into the step's static tensors; the parameters must be the
   same tensors, updated in place (every built-in optimizer does so). Before each replay the step
   checks their identity and storage and is recaptured when one was replaced.
-- shapes: one graph per (steps × batch, batch, first scored step); an epoch's last, shorter
-  minibatch gets its own, and at most `MAX_GRAPHS` are kept.
+- shapes: one graph per (steps, batch, first scored step, which masks are given); an epoch's last,
+  shorter minibatch gets its own, and at most `MAX_GRAPHS` are kept.
 - host values: none enter the captured function; the learning rate, the clipping and the update
   stay outside it, eager.
 
@@ -40,7 +41,9 @@ MAX_GRAPHS = 4
 VERIFY_TOLERANCE = 1e-4
 
 Outputs = tuple[torch.Tensor, Params, torch.Tensor]
-Compute = Callable[[Params, torch.Tensor, torch.Tensor, torch.Tensor], Outputs]
+#: ``compute(params, *inputs)``: the inputs are tensors, or None where an optional one is absent.
+Compute = Callable[..., Outputs]
+Inputs = tuple["torch.Tensor | None", ...]
 #: A recorder takes a zero-argument function and returns its outputs and a replay function that
 #: recomputes them into the same tensors.
 Recorder = Callable[[Callable[[], Outputs]], tuple[Outputs, Callable[[], None]]]
@@ -82,11 +85,10 @@ def _flat(outputs: Outputs) -> list[torch.Tensor]:
 
 
 class CapturedStep:
-    """``compute(params, ids, targets, h0)`` recorded for one shape and replayed on new inputs."""
+    """``compute(params, *inputs)`` recorded for one shape and replayed on new inputs."""
 
-    def __init__(self, compute: Compute, params: Params, ids: torch.Tensor, targets: torch.Tensor,
-                 h0: torch.Tensor, recorder: Recorder) -> None:
-        self.inputs = (ids.clone(), targets.clone(), h0.clone())
+    def __init__(self, compute: Compute, params: Params, inputs: Inputs, recorder: Recorder) -> None:
+        self.inputs = tuple(None if x is None else x.clone() for x in inputs)
         self.sources = {name: (tensor, tensor.data_ptr()) for name, tensor in params.items()}
         self.outputs, self.replay = recorder(lambda: compute(params, *self.inputs))
         self.verified = False
@@ -97,9 +99,10 @@ class CapturedStep:
             params[name] is tensor and tensor.data_ptr() == address
             for name, (tensor, address) in self.sources.items())
 
-    def __call__(self, ids: torch.Tensor, targets: torch.Tensor, h0: torch.Tensor) -> Outputs:
-        for static, new in zip(self.inputs, (ids, targets, h0)):
-            static.copy_(new)
+    def __call__(self, inputs: Inputs) -> Outputs:
+        for static, new in zip(self.inputs, inputs):
+            if static is not None:
+                static.copy_(new)
         self.replay()
         loss, grads, state = self.outputs
         return loss.clone(), dict(grads), state.clone()
@@ -114,10 +117,10 @@ class StepGraphs:
         #: Why graphs were given up (None while they are in use).
         self.given_up: str | None = None
 
-    def run(self, compute: Compute, params: Params, ids: torch.Tensor, targets: torch.Tensor,
-            h0: torch.Tensor, key: tuple) -> Outputs | None:
-        """The outputs of ``compute`` on these inputs through the graph for ``key``, captured on
-        first use; None when graphs are given up (the caller then computes eagerly)."""
+    def run(self, compute: Compute, params: Params, inputs: Inputs, key: tuple) -> Outputs | None:
+        """``compute(params, *inputs)`` through the graph for ``key`` (which must tell apart every
+        shape and every pattern of absent inputs), captured on first use; None when graphs are
+        given up (the caller then computes eagerly)."""
         if self.given_up is not None:
             return None
         try:
@@ -125,10 +128,10 @@ class StepGraphs:
             if step is None or not step.fits(params):
                 if len(self.steps) >= MAX_GRAPHS:
                     self.steps.clear()
-                step = self.steps[key] = CapturedStep(compute, params, ids, targets, h0, self.recorder)
-            result = step(ids, targets, h0)
+                step = self.steps[key] = CapturedStep(compute, params, inputs, self.recorder)
+            result = step(inputs)
             if not step.verified:
-                _verify(result, compute(params, ids, targets, h0))
+                _verify(result, compute(params, *inputs))
                 step.verified = True
             return result
         except Exception as exc:  # noqa: BLE001 - any failure of capture or replay: eager is always right

@@ -82,22 +82,24 @@ class ModuleRNN(RNNBase):
         B, T = X.shape
         self._check_loss_from(loss_from, T)
         ids, targets, h0 = self._ids(X), self._ids(Y[:, loss_from:]), state[0].detach()
-        if self.graphs is not None and masks is None:
-            compute = functools.partial(self._loss_and_grad, loss_from=loss_from)
-            replayed = self.graphs.run(compute, params, ids, targets, h0, (T, B, loss_from))
+        drop_inputs, drop_outputs = self._masks(masks, T, B)
+        inputs = (ids, targets, h0, drop_inputs, drop_outputs)
+        compute = functools.partial(self._loss_and_grad, loss_from=loss_from)
+        if self.graphs is not None:
+            key = (T, B, loss_from, drop_inputs is None, drop_outputs is None)
+            replayed = self.graphs.run(compute, params, inputs, key)
             if replayed is not None:
                 loss, grads, h_T = replayed
                 return loss, grads, (h_T,)
-        drop_inputs, drop_outputs = self._masks(masks, T, B)
-        loss, grads, h_T = self._loss_and_grad(params, ids, targets, h0, loss_from, drop_inputs, drop_outputs)
+        loss, grads, h_T = compute(params, *inputs)
         return loss, grads, (h_T,)
 
     def _loss_and_grad(self, params: Params, ids: torch.Tensor, targets: torch.Tensor, h0: torch.Tensor,
-                       loss_from: int = 0, drop_inputs: torch.Tensor | None = None,
-                       drop_outputs: torch.Tensor | None = None) -> Outputs:
+                       drop_inputs: torch.Tensor | None = None, drop_outputs: torch.Tensor | None = None, *,
+                       loss_from: int = 0) -> Outputs:
         """(loss, gradients, final state) from device tensors: time-major flat ``ids`` (T·B,),
-        ``targets`` of steps ``loss_from:`` and the initial state ``h0`` (B, H). Reads no host value,
-        so a CUDA graph can record it."""
+        ``targets`` of steps ``loss_from:``, the initial state ``h0`` (B, H) and the dropout
+        multipliers (or None). Reads no host value, so a CUDA graph can record it."""
         B = h0.shape[0]
         T = ids.shape[0] // B
         self._load(params)
