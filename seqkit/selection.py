@@ -6,6 +6,7 @@ The state is a small dict kept on the `seqkit.api.Run` and stored in every check
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -25,9 +26,10 @@ class Selection:
     since_best: int = 0
 
     def observe(self, loss: float, epoch: int, step: int) -> bool:
-        """Record one evaluation; True when it is the best so far."""
+        """Record one evaluation; True when it is the best so far (never for a loss that is not
+        finite: parameters that diverged, where the fit loop has not read the loss yet, are not kept)."""
         self.evaluations += 1
-        if self.best_loss is None or loss < self.best_loss:
+        if math.isfinite(loss) and (self.best_loss is None or loss < self.best_loss):
             self.best_loss, self.best_epoch, self.best_step, self.since_best = loss, epoch, step, 0
             return True
         self.since_best += 1

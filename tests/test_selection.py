@@ -22,6 +22,15 @@ def test_selection_tracks_the_best_and_the_patience():
     assert Selection.from_dict({"best_loss": "x"}) == Selection()
 
 
+@pytest.mark.parametrize("loss", [float("nan"), float("inf")])
+def test_a_loss_that_is_not_finite_is_never_the_best(loss):
+    first = Selection()
+    assert not first.observe(loss, 1, 10) and first.best_loss is None and first.since_best == 1
+    later = Selection()
+    later.observe(2.0, 1, 10)
+    assert not later.observe(loss, 1, 20) and later.best_loss == 2.0
+
+
 def test_eval_every_keeps_the_best_checkpoint(corpora_dir, tiny, tmp_path):
     out = tmp_path / "run"
     run = seqkit.train(**{**tiny, "epochs": 3}, val_fraction=0.2, eval_every=20, out=str(out), progress=False)
