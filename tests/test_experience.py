@@ -57,6 +57,37 @@ def test_the_live_display_shows_bars_eta_and_epoch_lines(corpora_dir, tiny):
     assert "train ppl" in text and "sample:" in text
 
 
+def test_the_live_display_reads_the_running_sums_at_most_ten_times_a_second(monkeypatch):
+    """Reading a state's loss sum may wait for a GPU: a step shown within 0.1 s of the last is skipped."""
+    from seqkit import console as console_module
+
+    printer = RunPrinter(out=Console(file=io.StringIO(), force_terminal=True, width=120))
+    printer._on_start({"epochs": 1, "batches_per_epoch": 10, "corpus": "x", "backend": "numpy", "device": "cpu",
+                       "impl": "fused", "dtype": "float32", "cell": "rnn-tanh", "hidden": 8, "optimizer": "sgd",
+                       "lr": 1.0, "vocab_size": 5, "train_tokens": 100, "val_tokens": 0, "num_params": 10,
+                       "out": None, "estimate_s": None, "resumed": None})
+    reads = []
+
+    class State:
+        epoch, position, tokens, train_time, spent_s = 0, 1, 10, 0.1, 0.1
+
+        @property
+        def loss_sum(self):
+            reads.append(1)
+            return 20.0
+
+    now = [1000.0]
+    monkeypatch.setattr(console_module.time, "monotonic", lambda: now[0])
+    for _ in range(5):  # five minibatches within a few milliseconds
+        printer._on_step(State())
+        now[0] += 0.002
+    assert len(reads) == 1
+    now[0] += console_module.STEP_DISPLAY_INTERVAL_S
+    printer._on_step(State())
+    assert len(reads) == 2
+    printer.close()
+
+
 def test_under_a_time_budget_the_run_bar_counts_the_budget(corpora_dir, tiny):
     buffer = io.StringIO()
     printer = RunPrinter(out=Console(file=buffer, force_terminal=True, width=120))
