@@ -217,7 +217,7 @@ class TorchBackend(Backend):
     def accumulate(self, total: Any, value: Any, weight: float = 1.0) -> Any:
         """Sums of 0-d tensors stay on their device, in float64."""
         if not isinstance(value, torch.Tensor):
-            return total + float(value) * weight
+            return super().accumulate(total, value, weight)
         # multiply, then add, as the host's `total + value * weight` rounds (no fused multiply-add)
         return value.detach().to(torch.float64) * weight + total
 
