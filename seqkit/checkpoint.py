@@ -445,7 +445,9 @@ def read_checkpoint(path: str | os.PathLike, attempts: int = 5) -> Checkpoint:
     """Find, read and check a checkpoint; any problem is a one-line `CheckpointError`.
 
     A run may swap a new checkpoint in while this reads (state.json of one, weights of the
-    other): when the folder changed during a failed read, it is read again."""
+    other): when the folder changed or was missing during a failed read, it is read again. (A
+    swap renames the old folder aside and then the new one in: between the two renames the path
+    does not exist, which must not pass for "unchanged".)"""
     for attempt in range(attempts):
         folder = locate(path)
         before = _folder_id(folder)
@@ -453,7 +455,8 @@ def read_checkpoint(path: str | os.PathLike, attempts: int = 5) -> Checkpoint:
             state = _read_state(folder)
             return Checkpoint(folder, state, _read_arrays(folder, state))
         except CheckpointError:
-            if attempt + 1 == attempts or _folder_id(folder) == before:
+            after = _folder_id(folder)
+            if attempt + 1 == attempts or (before is not None and after == before):
                 raise
     raise AssertionError("unreachable")
 

@@ -326,6 +326,28 @@ def test_a_crash_between_the_renames_falls_back_to_the_previous_checkpoint(train
     assert sorted(p.name for p in out.iterdir() if "checkpoint" in p.name) == ["checkpoint"]
 
 
+def test_a_reader_caught_between_the_two_renames_of_a_swap_reads_again(trained, monkeypatch):
+    """A writer swaps checkpoints by renaming the old folder aside, then the new one in. A reader
+    that found checkpoint/ just before the first rename sees the path missing when it looks again:
+    that is a change (read again, from the folder set aside), not a damaged checkpoint."""
+    from seqkit import checkpoint as checkpoint_module
+
+    _, out = trained
+    real_locate = checkpoint_module.locate
+    calls = []
+
+    def locate_then_first_rename(path):
+        folder = real_locate(path)
+        if not calls:
+            os.replace(folder, out / ".checkpoint.old")  # the writer's first rename lands here
+        calls.append(folder)
+        return folder
+
+    monkeypatch.setattr(checkpoint_module, "locate", locate_then_first_rename)
+    ckpt = read_checkpoint(out)
+    assert ckpt.folder == out / ".checkpoint.old" and ckpt.epoch == 2 and len(calls) == 2
+
+
 def test_debris_of_a_hard_crash_is_ignored_and_cleaned(trained):
     run, out = trained
     debris = out / ".checkpoint.new"
