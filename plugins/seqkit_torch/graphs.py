@@ -148,10 +148,10 @@ class StepGraphs:
 def _verify(replayed: Outputs, eager: Outputs) -> None:
     """Raise `GraphMismatch` unless a replay gave the eager computation's numbers."""
     (loss_a, grads_a, state_a), (loss_b, grads_b, state_b) = replayed, eager
-    pairs: list[tuple[str, Any, Any]] = [("loss", loss_a, loss_b), ("state", state_a, state_b)]
-    pairs += [(f"gradient {name}", grads_a[name], grads_b[name]) for name in sorted(grads_b)]
     if grads_a.keys() != grads_b.keys():
         raise GraphMismatch(f"the replay gave gradients {sorted(grads_a)}, not {sorted(grads_b)}")
+    pairs: list[tuple[str, Any, Any]] = [("loss", loss_a, loss_b), ("state", state_a, state_b)]
+    pairs += [(f"gradient {name}", grads_a[name], grads_b[name]) for name in sorted(grads_b)]
     for what, a, b in pairs:
         scale = float(torch.linalg.vector_norm(b.double()))
         difference = float(torch.linalg.vector_norm((a - b).double()))

@@ -72,7 +72,7 @@ def _number(value, what: str, kind: type):
     shape = getattr(value, "shape", None)
     assert shape is not None and tuple(shape) in ((), (1,)), \
         f"clip's {what} must be a number or a 0-d array, got {type(value).__name__} {shape}"
-    return kind(float(value)) if kind is float else bool(value)
+    return float(value) if kind is float else bool(value)
 
 
 def check_optimizer(optimizer: Optimizer, backends: Iterable[str | Backend] | None = None,
