@@ -81,8 +81,9 @@ class _Backward:
 
     ``Z[s] = [dlogits_{s-1} | dpre_s]`` (B, V + H): the output-layer gradient of step ``s - 1``
     and the pre-activation gradient of step ``s``, both of which pair with ``H_s`` in the weight
-    gradients. ``Z[0, :, :V]`` and ``Z[T, :, V:]`` stay zero. ``W_back = [W_hq | W_hh]`` (H, V + H),
-    so that ``Z[t + 1] @ W_back.T`` is the whole gradient reaching ``H_t``."""
+    gradients. ``Z[0, :, :V]`` and ``Z[T, :, V:]`` stay zero. ``W_back_T = [W_hq | W_hh]^T``
+    (V + H, H), stored contiguous, so that ``Z[t + 1] @ W_back_T`` is the whole gradient reaching
+    ``H_t``: OpenBLAS runs this shape with a transposed (Fortran-order) operand up to 40% slower."""
 
     def __init__(self, T: int, B: int, H: int, V: int, dtype: np.dtype) -> None:
         self.key = (T, B, dtype)
@@ -92,6 +93,7 @@ class _Backward:
         self.deriv = np.empty((T, B, H), dtype)
         self.dH = np.empty((B, H), dtype)
         self.W_back = np.empty((H, V + H), dtype)
+        self.W_back_T = np.empty((V + H, H), dtype)
 
 
 class FusedRNN(Network):
@@ -220,10 +222,12 @@ class FusedRNN(Network):
         else:
             np.multiply(Hs[1:], Hs[1:], out=deriv)
             np.subtract(1, deriv, out=deriv)
-        W_back = bwd.W_back
-        W_back[:, :V] = W_hq
-        W_back[:, V:] = W_hh
-        W_back_T, dpre = W_back.T, bwd.dpre
+        W_back_T, dpre = bwd.W_back_T, bwd.dpre
+        # Side by side first, then one transpose: W_hh's 2 KiB row stride makes its own transpose
+        # 3x slower (cache set conflicts).
+        bwd.W_back[:, :V] = W_hq
+        bwd.W_back[:, V:] = W_hh
+        np.copyto(W_back_T, bwd.W_back.T)
         for t in range(T - 1, -1, -1):
             np.dot(Z[t + 1], W_back_T, out=dH)  # dL/dH_t = dlogits_t W_hq^T + dpre_{t+1} W_hh^T
             np.multiply(dH, deriv[t], out=dpre[t])
@@ -280,7 +284,9 @@ class FusedRNN(Network):
             np.subtract(1, deriv, out=deriv)
         dpre = np.empty((T, B, Hsz), dtype)
         dH = np.empty((B, Hsz), dtype)
-        W_hh_T = W_hh.T
+        staged = np.empty((Hsz, Hsz + 16), dtype)  # padded rows: see the transpose in `loss_and_grad`
+        staged[:, :Hsz] = W_hh
+        W_hh_T = np.ascontiguousarray(staged[:, :Hsz].T)  # see `_Backward`
         np.multiply(from_output[T - 1], deriv[T - 1], out=dpre[T - 1])
         for t in range(T - 2, -1, -1):
             np.dot(dpre[t + 1], W_hh_T, out=dH)
