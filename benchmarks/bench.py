@@ -72,6 +72,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--minibatches", type=int, default=None, help="timed minibatches per repeat")
     parser.add_argument("--quick", action="store_true", help="a fast smoke run (few minibatches, 3 repeats)")
     parser.add_argument("--no-mxnet", action="store_true", help="skip the MXNet subprocess")
+    parser.add_argument("--mxnet-python", default=None,
+                        help="interpreter for the MXNet subprocess (default: this one); MXNet needs numpy<2, so "
+                             "this lets the other rows run on NumPy 2 while MXNet's come from another venv")
     parser.add_argument("--data-dir", default=None, help="folder with timemachine.txt (else $SEQKIT_DATA)")
     parser.add_argument("--json", type=Path, default=None, help="also write the table here")
     args = parser.parse_args(argv)
@@ -600,11 +603,13 @@ def mxnet_rows(args: argparse.Namespace, batch_size: int) -> list[Row]:
     import importlib.util
 
     script = HERE / "bench_mxnet.py"
-    if args.no_mxnet or args.device != "cpu" or not script.exists() or importlib.util.find_spec("mxnet") is None:
+    if args.no_mxnet or args.device != "cpu" or not script.exists():
+        return []
+    if args.mxnet_python is None and importlib.util.find_spec("mxnet") is None:
         return []
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "mxnet.json"
-        cmd = [sys.executable, str(script), "--json", str(out), "--threads", str(args.threads),
+        cmd = [args.mxnet_python or sys.executable, str(script), "--json", str(out), "--threads", str(args.threads),
                "--repeats", str(args.repeats), "--batch-size", str(batch_size)] + (["--quick"] if args.quick else [])
         env = dict(os.environ, **({"SEQKIT_DATA": args.data_dir} if args.data_dir else {}))
         done = subprocess.run(cmd, capture_output=True, text=True, env=env)
@@ -694,11 +699,23 @@ def meta(args: argparse.Namespace) -> dict:
     return {
         "threads": args.threads, "torch_threads": torch.get_num_threads(), "device": args.device,
         "device_name": device, "cpu": _cpu_name(), "python": platform.python_version(),
-        "torch": torch.__version__, "numpy": np.__version__, "repeats": args.repeats, "quick": args.quick,
+        "torch": torch.__version__, "numpy": np.__version__, "numpy_blas": _numpy_blas(),
+        "mxnet_python": args.mxnet_python, "repeats": args.repeats, "quick": args.quick,
         "workload": f"timemachine one-hot, T={T}, H={H}, tanh, clip {THETA}, SGD lr {LR}, float32",
         "env": {k: os.environ.get(k) for k in (*THREAD_VARS, "OPENBLAS_CORETYPE")},
         "load_before": getattr(args, "load_before", None), "load_after": _load(),
     }
+
+
+def _numpy_blas() -> str:
+    """NumPy's BLAS library, version and kernel family (e.g. ``openblas 0.3.23.dev SkylakeX``)."""
+    import numpy as np  # noqa: F401  (loads the BLAS threadpoolctl reports)
+    from threadpoolctl import threadpool_info
+
+    for info in threadpool_info():
+        if info.get("user_api") == "blas" and "numpy" in info.get("filepath", ""):
+            return " ".join(str(info.get(k)) for k in ("internal_api", "version", "architecture") if info.get(k))
+    return "unknown"
 
 
 def _cpu_name() -> str:
@@ -738,7 +755,9 @@ def print_table(rows: list[Row], info: dict, notes: list[dict]) -> None:
     quick = " (QUICK: not a figure)" if info["quick"] else ""
     print(f"seqkit benchmark: {info['workload']}; device {info['device_name']} ({info['cpu']}); "
           f"threads {info['threads']} (torch {info['torch_threads']}); median of {info['repeats']}{quick}")
-    print(f"torch {info['torch']}, numpy {info['numpy']}, python {info['python']}; env "
+    print(f"torch {info['torch']}, numpy {info['numpy']} ({info.get('numpy_blas', 'BLAS unknown')}), "
+          f"python {info['python']}"
+          + (f", MXNet rows from {info['mxnet_python']}" if info.get("mxnet_python") else "") + "; env "
           + ", ".join(f"{k}={v}" for k, v in info["env"].items() if v is not None)
           + f"; load average {info['load_before']} before, {info['load_after']} after")
     probe = info["gemm_probe"]

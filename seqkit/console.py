@@ -196,7 +196,7 @@ def plugin_table(registry: Registry) -> None:
     """Print one row per component (and per plugin that failed to load)."""
     table = Table(title="seqkit plugins")
     for column in ("plugin", "kind", "name", "status", "description"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")  # a narrow terminal wraps long words instead of cutting them
     for row in plugins_as_dicts(registry):
         if row["disabled"]:
             table.add_row(row["name"], "-", "-", "[yellow]disabled[/]", "switched off by SEQKIT_DISABLE_PLUGINS")
@@ -215,7 +215,7 @@ def preset_table(rows: list[dict]) -> None:
     """Print one row per preset: name, plugin, what it reproduces, the curve it should give."""
     table = Table(title="seqkit presets (seqkit run --preset NAME)")
     for column in ("preset", "plugin", "description", "source", "expected"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")
     for row in rows:
         table.add_row(*(escape(str(row[k])) for k in ("name", "plugin", "description", "source", "expected")))
     console.print(table)

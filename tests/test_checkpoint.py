@@ -38,6 +38,11 @@ def strip(rows: list[dict]) -> list[dict]:
     return [{k: v for k, v in row.items() if k not in TIMING} for row in rows]
 
 
+#: every registered backend but MXNet, which this module only ever runs in a subprocess (its OpenMP
+#: runtime slows torch in the same process): see `test_mxnet_resume_matches_in_its_own_process`
+IN_PROCESS_BACKENDS = [name for name in get_registry().names("backend") if name != "mxnet"]
+
+
 def need_backend(name: str) -> None:
     """Skip unless backend ``name`` is registered and its framework installed (checked without
     importing it: MXNet is only ever imported in a subprocess here)."""
@@ -139,7 +144,7 @@ def stop_after(steps: int, signum: int = signal.SIGTERM):
     return should_stop
 
 
-@pytest.mark.parametrize("backend", ["numpy", "torch"])
+@pytest.mark.parametrize("backend", IN_PROCESS_BACKENDS)
 @pytest.mark.parametrize("extra", [{}, {"sampler": "random"}, {"impl": "scratch", "val_fraction": 0.1},
                                    {"optimizer": "adam", "lr": 0.01}])
 def test_resume_after_a_mid_epoch_stop_matches_an_uninterrupted_run(data, tmp_path, backend, extra):
@@ -161,7 +166,52 @@ def test_resume_after_a_mid_epoch_stop_matches_an_uninterrupted_run(data, tmp_pa
     assert resumed.predict(length=30) == baseline.predict(length=30)
 
 
-@pytest.mark.parametrize("backend", ["numpy", "torch"])
+MXNET_RESUME = """
+import json, signal, sys
+import seqkit
+from seqkit.errors import TrainingInterrupted
+
+runs = []
+for options, out in zip(json.loads(sys.argv[1]), sys.argv[2:]):
+    baseline = seqkit.train(**options)
+    calls = [0]
+
+    def should_stop():
+        calls[0] += 1
+        return signal.SIGTERM if calls[0] >= 70 else None
+
+    try:
+        seqkit.train(**options, out=out, should_stop=should_stop)
+    except TrainingInterrupted:
+        pass
+    else:
+        sys.exit("the run was not interrupted")
+    resumed = seqkit.train(resume=out)
+    runs.append({"baseline": baseline.history, "resumed": resumed.history,
+                 "texts": [baseline.predict(length=30), resumed.predict(length=30)]})
+print(json.dumps(runs))
+"""
+
+
+def test_mxnet_resume_matches_in_its_own_process(data, tmp_path):
+    """`test_resume_after_a_mid_epoch_stop_matches_an_uninterrupted_run` for MXNet, fused and scratch."""
+    need_backend("mxnet")
+    options = [{**TINY, "backend": "mxnet", "lr_decay": 0.5, "lr_decay_every": 2, **extra}
+               for extra in ({}, {"impl": "scratch", "optimizer": "adam", "lr": 0.01})]
+    outs = [str(tmp_path / f"run{i}") for i in range(len(options))]
+    env = {**os.environ, "SEQKIT_DATA": str(SHARED_CORPORA)}
+    done = subprocess.run([sys.executable, "-c", MXNET_RESUME, json.dumps(options), *outs],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr
+    runs = json.loads(done.stdout.strip().splitlines()[-1])
+    assert len(runs) == len(options)
+    for run in runs:
+        assert len(run["baseline"]) == TINY["epochs"]
+        assert strip(run["resumed"]) == strip(run["baseline"])
+        assert run["texts"][0] == run["texts"][1]
+
+
+@pytest.mark.parametrize("backend", IN_PROCESS_BACKENDS)
 def test_resume_after_ctrl_c_at_an_epoch_end_matches(data, tmp_path, backend):
     need_backend(backend)
     options = {**TINY, "backend": backend}

@@ -160,6 +160,20 @@ def test_install_hints_keep_their_brackets():
     assert "pip install 'seqkit[ghost]'" in buffer.getvalue()
 
 
+def test_a_narrow_terminal_wraps_the_plugin_table_instead_of_cutting_it(monkeypatch):
+    monkeypatch.setenv("SEQKIT_DISABLE_PLUGINS", "mxnet")
+    registry = build_registry()
+    import seqkit.console as console_module
+
+    buffer = io.StringIO()
+    monkeypatch.setattr(console_module, "console", Console(file=buffer, width=60))
+    plugin_table(registry)
+    text = buffer.getvalue()
+    assert "…" not in text
+    cells = "".join(line.split("│")[-2].strip() for line in text.splitlines() if line.count("│") == 6)
+    assert "switched off by SEQKIT_DISABLE_PLUGINS".replace(" ", "") in cells.replace(" ", "")
+
+
 @pytest.mark.parametrize("args, fragment", [
     (["--prefix", "xyz€"], "outside the vocabulary"),
     (["--backend", "nope"], "unknown backend"),

@@ -369,7 +369,7 @@ def test_cli_run_and_device_error(text_file, tmp_path):
     assert "gpu:7" in result.output and "Traceback" not in result.output
 
 
-@pytest.mark.parametrize("backend", ["numpy", "torch", "mxnet"])
+@pytest.mark.parametrize("backend", build_registry().names("backend"))
 def test_lyrics_prefix_generation(lyrics_data, backend):
     component = build_registry().component("backend", backend)
     if component.unavailable_reason:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 
 import numpy as np
@@ -17,6 +16,7 @@ from seqkit.cli import main
 from seqkit.errors import ConfigError, PluginError
 from seqkit.optimizer import OptimizerState
 from seqkit.plugins import build_registry
+from seqkit.testing.registry import installed_backends
 from seqkit_optimizers.updates import SGD, Adam
 from helpers import interrupted_then_resumed
 
@@ -44,10 +44,8 @@ def problem(seed=0):
 
 
 def backends():
-    names = ["numpy"] + [n for n in ("torch", "mxnet") if importlib.util.find_spec(n)]
     registry = build_registry()
-    return [registry.create("backend", n, device="cpu", dtype="float64") for n in names
-            if registry.component("backend", n).unavailable_reason is None]
+    return [registry.create("backend", n, device="cpu", dtype="float64") for n in installed_backends(registry)]
 
 
 @pytest.mark.parametrize("backend", backends(), ids=lambda b: b.name)
@@ -88,11 +86,10 @@ def test_bad_hyper_parameters():
         build_registry().get("optimizer", "rmsprop")
 
 
-@pytest.mark.parametrize("backend, impl", [("numpy", "scratch"), ("torch", "fused"), ("torch", "scratch"),
-                                           ("mxnet", "fused"), ("mxnet", "scratch")])
+@pytest.mark.parametrize("backend, impl", [(name, impl) for name in build_registry().names("backend")
+                                           for impl in ("scratch", "fused") if (name, impl) != ("numpy", "fused")])
 def test_adam_training_gives_the_same_numbers_on_every_backend(corpora_dir, tiny, backend, impl):
-    if importlib.util.find_spec(backend) is None:
-        pytest.skip(f"{backend} is not installed")
+    """Against the default run (NumPy, fused)."""
     if build_registry().component("backend", backend).unavailable_reason:
         pytest.skip(build_registry().component("backend", backend).unavailable_reason)
     options = {**tiny, "optimizer": "adam", "lr": 0.01, "device": "cpu"}
