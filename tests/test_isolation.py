@@ -176,6 +176,7 @@ def test_selecting_a_broken_component_is_one_line(installed, tmp_path, args, fra
 
 def test_switching_plugins_off_by_name(installed, monkeypatch):
     monkeypatch.setenv("SEQKIT_DISABLE_PLUGINS", "dup, needs-framework,hook-raises,mxnet")
+    monkeypatch.setenv("COLUMNS", "200")  # the table's phrases on one line, whatever the other rows hold
     registry = build_registry()
     for name in ("dup", "needs-framework", "hook-raises", "mxnet"):
         info = registry.plugins[name]
