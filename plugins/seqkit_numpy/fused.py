@@ -141,11 +141,14 @@ class FusedRNN(Network):
         else:
             np.tanh(x, out=out)
 
-    def _forward(self, params: Params, ids: np.ndarray, B: int, state: tuple,
-                 keep_inputs: bool, drop_inputs: np.ndarray | None = None) -> tuple[_Forward, np.ndarray | None]:
+    def _forward(self, params: Params, ids: np.ndarray, B: int, state: tuple, keep_inputs: bool,
+                 drop_inputs: np.ndarray | None = None,
+                 deriv: np.ndarray | None = None) -> tuple[_Forward, np.ndarray | None]:
         """Run the recurrence over time-major ``ids``; returns the buffers (``Hs`` filled, and with
         ``keep_inputs`` on the joint path the input vectors beside them) and the embedded inputs
-        (None for one-hot inputs), multiplied by ``drop_inputs`` (T·B, E) when given."""
+        (None for one-hot inputs), multiplied by ``drop_inputs`` (T·B, E) when given. ``deriv``
+        (T, B, H), when given, receives each step's activation derivative while that step's
+        states are still in cache."""
         W_xh, W_hh, b_h = params["W_xh"], params["W_hh"], params["b_h"]
         T = ids.shape[0] // B
         buf = self._forward_buffers(T, B, W_hh.dtype)
@@ -172,7 +175,17 @@ class FusedRNN(Network):
             np.dot(Hs[t], W_hh, out=out)
             np.add(out, xproj[t], out=h)
             self._activate(h, h)
+            if deriv is not None:
+                self._derivative(h, deriv[t])
         return buf, emb
+
+    def _derivative(self, h: np.ndarray, out: np.ndarray) -> None:
+        """The activation's derivative, from its output ``h``: 1 - h² for tanh, h > 0 for ReLU."""
+        if self.relu:
+            np.greater(h, 0, out=out)
+        else:
+            np.multiply(h, h, out=out)
+            np.subtract(1, out, out=out)
 
     @staticmethod
     def _softmax_xent(logits: np.ndarray, targets: np.ndarray, grad: bool) -> float:
@@ -204,8 +217,8 @@ class FusedRNN(Network):
         Hsz, V = self.spec.hidden_size, self.spec.vocab_size
         W_hh, W_hq = params["W_hh"], params["W_hq"]
         ids = _time_major(X)
-        fwd, emb = self._forward(params, ids, B, state, keep_inputs=True)
         bwd = self._backward_buffers(T, B, W_hh.dtype)
+        fwd, emb = self._forward(params, ids, B, state, keep_inputs=True, deriv=bwd.deriv)
         Hs, Z, deriv, dH = fwd.Hs, bwd.Z, bwd.deriv, bwd.dH
         N = (T - loss_from) * B
 
@@ -217,11 +230,6 @@ class FusedRNN(Network):
         loss = self._softmax_xent(dlogits, _time_major(Y[:, loss_from:]), grad=True)
         bwd.dlogits[:loss_from] = 0
 
-        if self.relu:
-            np.greater(Hs[1:], 0, out=deriv)
-        else:
-            np.multiply(Hs[1:], Hs[1:], out=deriv)
-            np.subtract(1, deriv, out=deriv)
         W_back_T, dpre = bwd.W_back_T, bwd.dpre
         # Side by side first, then one transpose: W_hh's 2 KiB row stride makes its own transpose
         # 3x slower (cache set conflicts).
@@ -264,7 +272,8 @@ class FusedRNN(Network):
         drop_inputs = None
         if masks.inputs is not None and self.spec.embedding_dim:
             drop_inputs = masks.scaled("inputs", dtype).reshape(T * B, -1)
-        fwd, emb = self._forward(params, ids, B, state, keep_inputs=False, drop_inputs=drop_inputs)
+        deriv = np.empty((T, B, Hsz), dtype)
+        fwd, emb = self._forward(params, ids, B, state, keep_inputs=False, drop_inputs=drop_inputs, deriv=deriv)
         Hs = fwd.Hs
         N = (T - loss_from) * B
 
@@ -276,12 +285,6 @@ class FusedRNN(Network):
 
         from_output = np.zeros((T, B, Hsz), dtype)  # dL/dH_t through the output layer
         np.multiply(dlogits @ W_hq.T, drop_out, out=from_output[loss_from:].reshape(N, Hsz))
-        deriv = np.empty((T, B, Hsz), dtype)
-        if self.relu:
-            np.greater(Hs[1:], 0, out=deriv)
-        else:
-            np.multiply(Hs[1:], Hs[1:], out=deriv)
-            np.subtract(1, deriv, out=deriv)
         dpre = np.empty((T, B, Hsz), dtype)
         dH = np.empty((B, Hsz), dtype)
         staged = np.empty((Hsz, Hsz + 16), dtype)  # padded rows: see the transpose in `loss_and_grad`
