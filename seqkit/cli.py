@@ -14,6 +14,7 @@ import sys
 import threading
 import time
 import traceback
+import warnings
 import weakref
 from typing import Any, Callable, Iterable
 
@@ -200,6 +201,18 @@ class PluginGroup(click.Group):
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         """A built-in command, else a plugin's (plugins are asked only for names seqkit lacks)."""
         return super().get_command(ctx, cmd_name) or plugin_commands(self).get(cmd_name)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        """Run the command with Python warnings (seqkit's, a plugin's, a framework's) printed as one
+        ``Warning: ...`` line on stderr instead of a source path and a line of code."""
+        with warnings.catch_warnings():
+            warnings.showwarning = _one_line_warning
+            return super().invoke(ctx)
+
+
+def _one_line_warning(message: Warning | str, category: type[Warning], filename: str, lineno: int,
+                      file: Any = None, line: str | None = None) -> None:
+    click.echo(f"Warning: {message}", err=True)
 
 
 @click.group(cls=PluginGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -264,3 +264,21 @@ def test_a_command_hook_that_raises_or_clashes_is_refused_and_the_rest_work(comm
     assert CliRunner().invoke(main, ["echo", "still"]).output == "still\n"
     unknown = CliRunner().invoke(main, ["ech"])
     assert unknown.exit_code == 2 and "No such command 'ech'" in unknown.output
+
+
+def test_a_warning_during_a_command_is_one_line_on_stderr(monkeypatch):
+    import warnings
+
+    import click
+
+    @click.command("warn-once")
+    def warn_once():
+        warnings.warn("--cuda-graphs: capture failed; training goes on without CUDA graphs", RuntimeWarning)
+        click.echo("done")
+
+    monkeypatch.setitem(main.commands, "warn-once", warn_once)
+    original = warnings.showwarning
+    result = CliRunner().invoke(main, ["warn-once"])
+    assert result.exit_code == 0 and result.stdout == "done\n"
+    assert result.stderr == "Warning: --cuda-graphs: capture failed; training goes on without CUDA graphs\n"
+    assert warnings.showwarning is original  # only while the command runs
