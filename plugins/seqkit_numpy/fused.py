@@ -2,9 +2,10 @@
 
 Layout is time-major: row ``t * B + b`` of every (T·B, ·) matrix is step ``t`` of sequence ``b``.
 The recurrence is the only per-step work: one GEMM forward, ``H_t = act(H_{t-1} W_hh + x_t)``, and
-one GEMM backward. The backward GEMM also does the output layer's input gradient: a buffer ``Z``
-holds, for each step, ``[dlogits_t | dpre_{t+1}]`` side by side, so ``Z[t+1] @ [W_hq^T; W_hh^T]``
-is the whole gradient reaching ``H_t``. The input projection (a row gather for one-hot inputs),
+one GEMM backward. While the vocabulary is small, the backward GEMM also does the output layer's
+input gradient: a buffer ``Z`` holds, for each step, ``[dlogits_t | dpre_{t+1}]`` side by side, so
+``Z[t+1] @ [W_hq^T; W_hh^T]`` is the whole gradient reaching ``H_t``; with a large one that
+gradient is one product over all steps. The input projection (a row gather for one-hot inputs),
 the output layer with its softmax cross-entropy, and every weight gradient are single ops over all
 steps, reading ``Z`` in place. Nothing is allocated inside the time loops.
 """
@@ -54,6 +55,16 @@ def _time_major(ids: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(ids.T, dtype=np.intp).reshape(-1)
 
 
+def _transposed(matrix: np.ndarray) -> np.ndarray:
+    """A C-order copy of ``matrix.T`` (OpenBLAS runs the per-step products with a Fortran-order
+    operand up to 40% slower). It goes through a copy with padded rows: transposing a matrix whose
+    rows are a power of two bytes apart (W_hh at H=512: 2 KiB) is 3x slower from cache set conflicts."""
+    rows, cols = matrix.shape
+    staged = np.empty((rows, cols + 16), matrix.dtype)
+    staged[:, :cols] = matrix
+    return np.ascontiguousarray(staged[:, :cols].T)
+
+
 def joint_gradient_gemm(spec: ModelSpec) -> bool:
     """Whether every weight gradient comes from one GEMM (see `FusedRNN`): worth it while the
     wasted (inputs × vocabulary) block it also computes is small next to the (H × H) one."""
@@ -81,19 +92,23 @@ class _Backward:
 
     ``Z[s] = [dlogits_{s-1} | dpre_s]`` (B, V + H): the output-layer gradient of step ``s - 1``
     and the pre-activation gradient of step ``s``, both of which pair with ``H_s`` in the weight
-    gradients. ``Z[0, :, :V]`` and ``Z[T, :, V:]`` stay zero. ``W_back_T = [W_hq | W_hh]^T``
-    (V + H, H), stored contiguous, so that ``Z[t + 1] @ W_back_T`` is the whole gradient reaching
-    ``H_t``: OpenBLAS runs this shape with a transposed (Fortran-order) operand up to 40% slower."""
+    gradients. ``Z[0, :, :V]`` and ``Z[T, :, V:]`` stay zero. On the joint path ``W_back_T =
+    [W_hq | W_hh]^T`` (V + H, H), stored contiguous (see `_transposed`), so that
+    ``Z[t + 1] @ W_back_T`` is the whole gradient reaching ``H_t``; otherwise ``from_output`` holds
+    ``dlogits_t W_hq^T`` for every step."""
 
-    def __init__(self, T: int, B: int, H: int, V: int, dtype: np.dtype) -> None:
+    def __init__(self, T: int, B: int, H: int, V: int, dtype: np.dtype, joint: bool) -> None:
         self.key = (T, B, dtype)
         self.Z = np.zeros((T + 1, B, V + H), dtype)
         self.dlogits = self.Z[1:, :, :V]
         self.dpre = self.Z[:T, :, V:]
         self.deriv = np.empty((T, B, H), dtype)
         self.dH = np.empty((B, H), dtype)
-        self.W_back = np.empty((H, V + H), dtype)
-        self.W_back_T = np.empty((V + H, H), dtype)
+        if joint:
+            self.W_back = np.empty((H, V + H), dtype)
+            self.W_back_T = np.empty((V + H, H), dtype)
+        else:
+            self.from_output = np.empty((T, B, H), dtype)
 
 
 class FusedRNN(Network):
@@ -103,12 +118,14 @@ class FusedRNN(Network):
     the bare GEMMs because buffers are reused and nothing is allocated inside the time loops.
 
     Per step there is one GEMM each way: forward ``H_{t-1} W_hh`` (plus the precomputed input
-    projection, then the activation in place), backward ``[dlogits_t | dpre_{t+1}] [W_hq | W_hh]^T``
-    (the output layer's input gradient rides along). While the vocabulary and the input width are
-    small next to H (`joint_gradient_gemm`), the hidden states are stored beside the inputs as
-    ``[H_s | x_s]`` and a single GEMM ``[H | X]^T [dlogits | dpre]`` gives dW_hq, dW_hh and dW_xh at
-    once, returned as views into its result; otherwise they are three products (dW_xh a one-hot
-    GEMM or sorted scatter). Gradients and states handed out are fresh arrays: a later call does
+    projection, then the activation in place), backward ``dpre_{t+1} W_hh^T``. While the vocabulary
+    and the input width are small next to H (`joint_gradient_gemm`), the output layer's input
+    gradient rides along in that GEMM (``[dlogits_t | dpre_{t+1}] [W_hq | W_hh]^T``), the hidden
+    states are stored beside the inputs as ``[H_s | x_s]``, and a single GEMM
+    ``[H | X]^T [dlogits | dpre]`` gives dW_hq, dW_hh and dW_xh at once, returned as views into its
+    result. Otherwise the output layer's input gradient is one product over all steps (a per-step
+    K of V + H would cost more than it saves) and the weight gradients are three products (dW_xh a
+    one-hot GEMM or sorted scatter). Gradients and states handed out are fresh arrays: a later call does
     not overwrite them."""
 
     impl = "fused"
@@ -132,7 +149,7 @@ class FusedRNN(Network):
 
     def _backward_buffers(self, T: int, B: int, dtype: np.dtype) -> _Backward:
         if self._bwd is None or self._bwd.key != (T, B, dtype):
-            self._bwd = _Backward(T, B, self.spec.hidden_size, self.spec.vocab_size, dtype)
+            self._bwd = _Backward(T, B, self.spec.hidden_size, self.spec.vocab_size, dtype, self.joint)
         return self._bwd
 
     def _activate(self, x: np.ndarray, out: np.ndarray) -> None:
@@ -188,6 +205,18 @@ class FusedRNN(Network):
             np.subtract(1, out, out=out)
 
     @staticmethod
+    def _backward_steps(from_output: np.ndarray, deriv: np.ndarray, W_hh_T: np.ndarray, dpre: np.ndarray,
+                        dH: np.ndarray) -> None:
+        """``dpre_t = (from_output_t + dpre_{t+1} W_hh^T) * deriv_t`` for t = T-1 down to 0, where
+        ``from_output_t`` is the gradient reaching ``H_t`` from the output layer."""
+        T = deriv.shape[0]
+        np.multiply(from_output[T - 1], deriv[T - 1], out=dpre[T - 1])
+        for t in range(T - 2, -1, -1):
+            np.dot(dpre[t + 1], W_hh_T, out=dH)
+            dH += from_output[t]
+            np.multiply(dH, deriv[t], out=dpre[t])
+
+    @staticmethod
     def _softmax_xent(logits: np.ndarray, targets: np.ndarray, grad: bool) -> float:
         """Mean cross-entropy of ``logits`` (N, V), already holding ``hidden @ W_hq + b_q``; with
         ``grad`` the array is overwritten in place by dL/dlogits."""
@@ -230,15 +259,18 @@ class FusedRNN(Network):
         loss = self._softmax_xent(dlogits, _time_major(Y[:, loss_from:]), grad=True)
         bwd.dlogits[:loss_from] = 0
 
-        W_back_T, dpre = bwd.W_back_T, bwd.dpre
-        # Side by side first, then one transpose: W_hh's 2 KiB row stride makes its own transpose
-        # 3x slower (cache set conflicts).
-        bwd.W_back[:, :V] = W_hq
-        bwd.W_back[:, V:] = W_hh
-        np.copyto(W_back_T, bwd.W_back.T)
-        for t in range(T - 1, -1, -1):
-            np.dot(Z[t + 1], W_back_T, out=dH)  # dL/dH_t = dlogits_t W_hq^T + dpre_{t+1} W_hh^T
-            np.multiply(dH, deriv[t], out=dpre[t])
+        dpre = bwd.dpre
+        if self.joint:  # a small vocabulary: the output layer's input gradient rides along each step
+            W_back_T = bwd.W_back_T
+            bwd.W_back[:, :V] = W_hq  # side by side, then one transpose (see `_transposed`)
+            bwd.W_back[:, V:] = W_hh
+            np.copyto(W_back_T, bwd.W_back.T)
+            for t in range(T - 1, -1, -1):
+                np.dot(Z[t + 1], W_back_T, out=dH)  # dL/dH_t = dlogits_t W_hq^T + dpre_{t+1} W_hh^T
+                np.multiply(dH, deriv[t], out=dpre[t])
+        else:  # one product over all steps for it: per step, K = V + H would cost more
+            np.matmul(bwd.dlogits.reshape(T * B, V), W_hq.T, out=bwd.from_output.reshape(T * B, Hsz))
+            self._backward_steps(bwd.from_output, deriv, _transposed(W_hh), dpre, dH)
 
         dpre2 = dpre.reshape(T * B, Hsz)
         if self.joint:
@@ -286,15 +318,7 @@ class FusedRNN(Network):
         from_output = np.zeros((T, B, Hsz), dtype)  # dL/dH_t through the output layer
         np.multiply(dlogits @ W_hq.T, drop_out, out=from_output[loss_from:].reshape(N, Hsz))
         dpre = np.empty((T, B, Hsz), dtype)
-        dH = np.empty((B, Hsz), dtype)
-        staged = np.empty((Hsz, Hsz + 16), dtype)  # padded rows: see the transpose in `loss_and_grad`
-        staged[:, :Hsz] = W_hh
-        W_hh_T = np.ascontiguousarray(staged[:, :Hsz].T)  # see `_Backward`
-        np.multiply(from_output[T - 1], deriv[T - 1], out=dpre[T - 1])
-        for t in range(T - 2, -1, -1):
-            np.dot(dpre[t + 1], W_hh_T, out=dH)
-            dH += from_output[t]
-            np.multiply(dH, deriv[t], out=dpre[t])
+        self._backward_steps(from_output, deriv, _transposed(W_hh), dpre, np.empty((B, Hsz), dtype))
 
         dpre2 = dpre.reshape(T * B, Hsz)
         grads: Params = {"W_hq": dropped.T @ dlogits, "b_q": dlogits.sum(axis=0),
