@@ -612,7 +612,11 @@ def mxnet_rows(args: argparse.Namespace, batch_size: int) -> list[Row]:
         cmd = [args.mxnet_python or sys.executable, str(script), "--json", str(out), "--threads", str(args.threads),
                "--repeats", str(args.repeats), "--batch-size", str(batch_size)] + (["--quick"] if args.quick else [])
         env = dict(os.environ, **({"SEQKIT_DATA": args.data_dir} if args.data_dir else {}))
-        done = subprocess.run(cmd, capture_output=True, text=True, env=env)
+        try:
+            done = subprocess.run(cmd, capture_output=True, text=True, env=env)
+        except OSError as exc:  # e.g. a --mxnet-python that does not exist
+            print(f"MXNet rows skipped: cannot run {cmd[0]} ({exc.strerror})", file=sys.stderr)
+            return []
         if done.returncode != 0 or not out.exists():
             tail = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
             print(f"MXNet rows skipped: bench_mxnet.py failed ({tail[0]})", file=sys.stderr)
