@@ -3,8 +3,10 @@
 Every configuration starts from the same `ModelSpec.init_params`, reads the same minibatches of The
 Time Machine from the sequential sampler (state carried over), clips to norm 1 and steps with lr 1;
 losses, gradient norms, the last gradients, the final parameters (float32: 1e-4 relative) and a
-greedy continuation (equal text) must match NumPy's autograd path. A framework that is not
-installed is skipped; nothing else is.
+greedy continuation (equal text) must match NumPy's autograd path. The configurations are every
+registered backend, scratch and fused, on the CPU and on CUDA. Skipped: a framework that is not
+installed, a device the machine or the backend lacks (CUDA here), a backend without a fused network
+for the cell; nothing else.
 """
 
 from __future__ import annotations
