@@ -55,14 +55,31 @@ def _time_major(ids: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(ids.T, dtype=np.intp).reshape(-1)
 
 
+# Padding of a staging row: a transpose reading rows a power of two bytes apart (W_hh at H=512:
+# 2 KiB) runs 3x slower from cache set conflicts.
+STAGING_PAD = 16
+
+
+def _transpose_into(blocks: tuple[np.ndarray, ...], staged: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """``out[...] = [blocks side by side]^T``, C-order, through ``staged`` (rows × at least their
+    total width + `STAGING_PAD`). OpenBLAS runs the per-step products with a Fortran-order operand
+    up to 40% slower, so the backward multiplies by this copy rather than by a transposed view."""
+    col = 0
+    for block in blocks:
+        staged[:, col:col + block.shape[1]] = block
+        col += block.shape[1]
+    np.copyto(out, staged[:, :col].T)
+    return out
+
+
+def _staging(rows: int, cols: int, dtype: np.dtype) -> np.ndarray:
+    return np.empty((rows, cols + STAGING_PAD), dtype)
+
+
 def _transposed(matrix: np.ndarray) -> np.ndarray:
-    """A C-order copy of ``matrix.T`` (OpenBLAS runs the per-step products with a Fortran-order
-    operand up to 40% slower). It goes through a copy with padded rows: transposing a matrix whose
-    rows are a power of two bytes apart (W_hh at H=512: 2 KiB) is 3x slower from cache set conflicts."""
+    """A fresh C-order copy of ``matrix.T`` (see `_transpose_into`)."""
     rows, cols = matrix.shape
-    staged = np.empty((rows, cols + 16), matrix.dtype)
-    staged[:, :cols] = matrix
-    return np.ascontiguousarray(staged[:, :cols].T)
+    return _transpose_into((matrix,), _staging(rows, cols, matrix.dtype), np.empty((cols, rows), matrix.dtype))
 
 
 def joint_gradient_gemm(spec: ModelSpec) -> bool:
@@ -92,10 +109,10 @@ class _Backward:
 
     ``Z[s] = [dlogits_{s-1} | dpre_s]`` (B, V + H): the output-layer gradient of step ``s - 1``
     and the pre-activation gradient of step ``s``, both of which pair with ``H_s`` in the weight
-    gradients. ``Z[0, :, :V]`` and ``Z[T, :, V:]`` stay zero. On the joint path ``W_back_T =
-    [W_hq | W_hh]^T`` (V + H, H), stored contiguous (see `_transposed`), so that
-    ``Z[t + 1] @ W_back_T`` is the whole gradient reaching ``H_t``; otherwise ``from_output`` holds
-    ``dlogits_t W_hq^T`` for every step."""
+    gradients. ``Z[0, :, :V]`` and ``Z[T, :, V:]`` stay zero. ``W_back_T`` is the backward
+    recurrence's right operand, stored C-order (see `_transpose_into`): on the joint path
+    ``[W_hq | W_hh]^T`` (V + H, H), so that ``Z[t + 1] @ W_back_T`` is the whole gradient reaching
+    ``H_t``; otherwise ``W_hh^T``, and ``from_output`` holds ``dlogits_t W_hq^T`` for every step."""
 
     def __init__(self, T: int, B: int, H: int, V: int, dtype: np.dtype, joint: bool) -> None:
         self.key = (T, B, dtype)
@@ -104,10 +121,10 @@ class _Backward:
         self.dpre = self.Z[:T, :, V:]
         self.deriv = np.empty((T, B, H), dtype)
         self.dH = np.empty((B, H), dtype)
-        if joint:
-            self.W_back = np.empty((H, V + H), dtype)
-            self.W_back_T = np.empty((V + H, H), dtype)
-        else:
+        width = V + H if joint else H
+        self.staged = _staging(H, width, dtype)
+        self.W_back_T = np.empty((width, H), dtype)
+        if not joint:
             self.from_output = np.empty((T, B, H), dtype)
 
 
@@ -261,16 +278,14 @@ class FusedRNN(Network):
 
         dpre = bwd.dpre
         if self.joint:  # a small vocabulary: the output layer's input gradient rides along each step
-            W_back_T = bwd.W_back_T
-            bwd.W_back[:, :V] = W_hq  # side by side, then one transpose (see `_transposed`)
-            bwd.W_back[:, V:] = W_hh
-            np.copyto(W_back_T, bwd.W_back.T)
+            W_back_T = _transpose_into((W_hq, W_hh), bwd.staged, bwd.W_back_T)
             for t in range(T - 1, -1, -1):
                 np.dot(Z[t + 1], W_back_T, out=dH)  # dL/dH_t = dlogits_t W_hq^T + dpre_{t+1} W_hh^T
                 np.multiply(dH, deriv[t], out=dpre[t])
         else:  # one product over all steps for it: per step, K = V + H would cost more
             np.matmul(bwd.dlogits.reshape(T * B, V), W_hq.T, out=bwd.from_output.reshape(T * B, Hsz))
-            self._backward_steps(bwd.from_output, deriv, _transposed(W_hh), dpre, dH)
+            W_hh_T = _transpose_into((W_hh,), bwd.staged, bwd.W_back_T)
+            self._backward_steps(bwd.from_output, deriv, W_hh_T, dpre, dH)
 
         dpre2 = dpre.reshape(T * B, Hsz)
         if self.joint:
