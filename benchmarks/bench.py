@@ -757,11 +757,12 @@ def print_table(rows: list[Row], info: dict, notes: list[dict]) -> None:
     rel = ratios(rows)
     peak, reached = roofline(rows, info["gemm_probe"], info["vocab_size"])
     quick = " (QUICK: not a figure)" if info["quick"] else ""
+    mxnet_ran = any(row.source.startswith("bench_mxnet.py") for row in rows)
     print(f"seqkit benchmark: {info['workload']}; device {info['device_name']} ({info['cpu']}); "
           f"threads {info['threads']} (torch {info['torch_threads']}); median of {info['repeats']}{quick}")
     print(f"torch {info['torch']}, numpy {info['numpy']} ({info.get('numpy_blas', 'BLAS unknown')}), "
           f"python {info['python']}"
-          + (f", MXNet rows from {info['mxnet_python']}" if info.get("mxnet_python") else "") + "; env "
+          + (f", MXNet rows from {info['mxnet_python']}" if info.get("mxnet_python") and mxnet_ran else "") + "; env "
           + ", ".join(f"{k}={v}" for k, v in info["env"].items() if v is not None)
           + f"; load average {info['load_before']} before, {info['load_after']} after")
     probe = info["gemm_probe"]
