@@ -73,7 +73,10 @@ def _transpose_into(blocks: tuple[np.ndarray, ...], staged: np.ndarray, out: np.
 
 
 def _staging(rows: int, cols: int, dtype: np.dtype) -> np.ndarray:
-    return np.empty((rows, cols + STAGING_PAD), dtype)
+    width = cols + STAGING_PAD
+    if width * np.dtype(dtype).itemsize % 1024 == 0:  # the padding itself landed on a multiple of 1 KiB
+        width += STAGING_PAD
+    return np.empty((rows, width), dtype)
 
 
 def _transposed(matrix: np.ndarray) -> np.ndarray:
