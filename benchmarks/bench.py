@@ -7,12 +7,13 @@ The lesson's workload: The Time Machine as one-hot characters (``--data-dir`` or
 else the download cache), T=35, H=512, tanh, global-norm clipping at 1, SGD with lr 1, float32,
 sequential minibatches with the state carried (detached). Every training row runs the same
 minibatches: a warm-up, then a fixed count, timed; repeats are interleaved across rows so a busy
-machine slows every row alike, and the figure is the median. Generation is greedy, batch 1,
-500 characters after the prefix "time traveller ". Evaluation is `seqkit.engine.evaluate` (the
-validation pass: the text as B parallel streams, state carried, loss only) against ``nn.RNN`` under
-``no_grad``. The matmul-only ceiling is the time of the matrix products one minibatch needs
-(recurrent step forward and backward, the input, recurrent and output weight gradients, the output
-layer and its input gradient) with nothing else.
+machine slows every row alike, and the figure is the median. "x nn.RNN" is the ratio of the two
+medians; "paired" the median of the per-round ratios, which cancels drift in the machine's load over
+the run. Generation is greedy, batch 1, 500 characters after the prefix "time traveller ".
+Evaluation is `seqkit.engine.evaluate` (the validation pass: the text as B parallel streams, state
+carried, loss only) against ``nn.RNN`` under ``no_grad``. The matmul-only ceiling is the time of
+the matrix products one minibatch needs (recurrent step forward and backward, the input, recurrent
+and output weight gradients, the output layer and its input gradient) with nothing else.
 
 The roofline: a large GEMM (2048³, float32) through NumPy's BLAS and through torch gives the
 machine's attainable GFLOP/s (the faster of the two, best of its runs); each training row's
@@ -641,6 +642,26 @@ def ratios(rows: list[Row]) -> dict[int, float | None]:
     return out
 
 
+def paired_ratios(rows: list[Row]) -> dict[int, float | None]:
+    """Each row over the ``nn.RNN`` row of its kind and batch size round by round, then the median.
+
+    Rounds are interleaved, so a machine that gets busier or quieter during the run moves a row and
+    its baseline together; the per-round ratio cancels that drift, which the ratio of the two
+    medians does not. Only rows timed in the same rounds as their baseline (the same process, as
+    many runs) get one; MXNet's rows, timed in a subprocess afterwards, do not."""
+    base: dict[tuple[str, int], Row] = {}
+    for row in rows:
+        if BASELINES.get(row.kind) == row.name:
+            base[(row.kind, row.batch_size)] = row
+    out: dict[int, float | None] = {}
+    for i, row in enumerate(rows):
+        ref = base.get(("train" if row.kind == "ceiling" else row.kind, row.batch_size))
+        paired = (ref is not None and ref.source == row.source and len(ref.runs) == len(row.runs) > 0
+                  and all(r > 0 for r in ref.runs))
+        out[i] = statistics.median(r / b for r, b in zip(row.runs, ref.runs)) if paired else None
+    return out
+
+
 def summary(rows: list[Row]) -> list[dict]:
     """Per training batch size: the best seqkit path against nn.RNN and the ceiling."""
     result = []
@@ -770,16 +791,18 @@ def print_table(rows: list[Row], info: dict, notes: list[dict]) -> None:
           + ", ".join(f"{lib} {max(r):.1f} GFLOP/s (median {statistics.median(r):.1f})" for lib, r in probe.items())
           + f"; roofline {peak:.1f} GFLOP/s; FLOPs/token: train {flops_per_token('train', info['vocab_size']) / 1e6:.2f}M"
           + f" (6H^2+6HV), evaluate {flops_per_token('evaluate', info['vocab_size']) / 1e6:.2f}M (2H^2+2HV)")
-    header = (f"{'row':<48} {'kind':<8} {'B':>5} {'median':>12} {'unit':<8} {'x nn.RNN':>8} {'GFLOP/s':>8} "
-              f"{'of peak':>7}  runs")
+    paired = paired_ratios(rows)
+    header = (f"{'row':<48} {'kind':<8} {'B':>5} {'median':>12} {'unit':<8} {'x nn.RNN':>8} {'paired':>6} "
+              f"{'GFLOP/s':>8} {'of peak':>7}  runs")
     print(header)
     print("-" * len(header))
     for i, row in enumerate(rows):
         unit = "chars/s" if row.kind == "generate" else "tok/s"
         ratio = f"{rel[i]:.2f}" if rel[i] is not None else "-"
+        pair = f"{paired[i]:.2f}" if paired[i] is not None else "-"
         rate, frac = (f"{reached[i][0]:.1f}", f"{reached[i][1]:.2f}") if i in reached else ("", "")
         runs = ", ".join(f"{r:,.0f}" for r in row.runs)
-        print(f"{row.name:<48} {row.kind:<8} {row.batch_size:>5} {row.value:>12,.0f} {unit:<8} {ratio:>8} "
+        print(f"{row.name:<48} {row.kind:<8} {row.batch_size:>5} {row.value:>12,.0f} {unit:<8} {ratio:>8} {pair:>6} "
               f"{rate:>8} {frac:>7}  [{runs}]")
     for note in notes:
         if "evaluate_best" in note:
@@ -830,11 +853,12 @@ def main(argv: list[str] | None = None) -> int:
     info["gemm_probe"], info["vocab_size"] = probe, len(vocab)
     print_table(rows, info, notes)
     if args.json:
-        rel = ratios(rows)
+        rel, paired = ratios(rows), paired_ratios(rows)
         peak, reached = roofline(rows, probe, len(vocab))
         info["roofline_gflops"] = peak
         table = [{"name": r.name, "kind": r.kind, "batch_size": r.batch_size, "value": r.value, "runs": r.runs,
                   "unit": "chars/s" if r.kind == "generate" else "tokens/s", "ratio_to_nn_rnn": rel[i],
+                  "paired_ratio_to_nn_rnn": paired[i],
                   "gflops": reached[i][0] if i in reached else None,
                   "fraction_of_peak": reached[i][1] if i in reached else None,
                   "source": r.source} for i, r in enumerate(rows)]
