@@ -110,13 +110,19 @@ class Row:
 
 # -- workload ------------------------------------------------------------------------------------
 def load_corpus(data_dir: str | None):
+    """The Time Machine's training ids and vocabulary; exits with seqkit's one-line message (where
+    to put the file) when the corpus cannot be found or read."""
     from seqkit.api import configure, create
     from seqkit.dataset import load_dataset
+    from seqkit.errors import SeqkitError
     from seqkit.plugins import get_registry
 
     registry = get_registry()
-    config = configure({"corpus": "timemachine", "data_dir": data_dir}, registry=registry)
-    data = load_dataset(config, create(registry, config, "corpus"))
+    try:
+        config = configure({"corpus": "timemachine", "data_dir": data_dir}, registry=registry)
+        data = load_dataset(config, create(registry, config, "corpus"))
+    except SeqkitError as exc:
+        raise SystemExit(f"error: {exc}") from None
     return data.train_ids, data.vocab
 
 

@@ -3,6 +3,7 @@ hidden size and thread count, plotted to PNG.
 
     python benchmarks/scaling.py [--batch-sizes 32,64,128,256] [--hidden 256,512,1024]
                                  [--threads 1,2] [--out docs/img] [--json PATH] [--no-mxnet]
+                                 [--data-dir DIR]
 
 The workload is `bench.py`'s (The Time Machine, one-hot, T=35, tanh, clip 1, SGD lr 1, float32,
 sequential minibatches with the state carried), at every (B, H). Each point is short: a warm-up
@@ -45,6 +46,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, default=HERE.parent / "docs" / "img", help="folder for the PNGs")
     parser.add_argument("--json", type=Path, default=None, help="also write the points here")
     parser.add_argument("--no-mxnet", action="store_true")
+    parser.add_argument("--data-dir", default=None, help="folder with timemachine.txt (else $SEQKIT_DATA)")
     parser.add_argument("--worker", choices=("torch", "mxnet"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     for name in ("batch_sizes", "hidden", "threads"):
@@ -68,7 +70,7 @@ def worker(args: argparse.Namespace, threads: int) -> list[dict]:
     from seqkit.plugins import get_registry
 
     registry = get_registry()
-    ids, vocab = load_corpus(None)
+    ids, vocab = load_corpus(args.data_dir)
     V = len(vocab)
     clipper = registry.create("clipper", "norm", clip_theta=1.0)
     if args.worker == "torch":
@@ -124,10 +126,14 @@ def run_worker(args: argparse.Namespace, kind: str, threads: int) -> list[dict]:
         cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", kind, "--threads", str(threads),
                "--batch-sizes", ",".join(map(str, args.batch_sizes)), "--hidden", ",".join(map(str, args.hidden)),
                "--repeats", str(args.repeats), "--json", str(out)]
-        done = subprocess.run(cmd, text=True)
+        if args.data_dir:
+            cmd += ["--data-dir", str(Path(args.data_dir).resolve())]
+        done = subprocess.run(cmd, text=True, stderr=subprocess.PIPE)
         if done.returncode != 0 or not out.exists():
-            print(f"{kind} worker at {threads} threads failed (exit {done.returncode})", file=sys.stderr)
+            tail = done.stderr.strip().splitlines()[-1:] or ["no output"]
+            print(f"{kind} worker at {threads} threads failed (exit {done.returncode}): {tail[0]}", file=sys.stderr)
             return []
+        sys.stderr.write(done.stderr)
         return json.loads(out.read_text())["points"]
 
 
@@ -190,6 +196,7 @@ def main(argv: list[str] | None = None) -> int:
         points = worker(args, args.threads[0])
         args.json.write_text(json.dumps({"points": points}) + "\n")
         return 0
+    load_corpus(args.data_dir)  # a missing corpus stops here with one line, not in every worker
     with_mxnet = not args.no_mxnet and importlib.util.find_spec("mxnet") is not None
     points: list[dict] = []
     for threads in args.threads:

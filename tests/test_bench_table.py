@@ -42,3 +42,11 @@ def test_rows_timed_in_other_rounds_get_no_paired_ratio(bench):
     paired = bench.paired_ratios([base, subprocess_row, fewer_runs, other_batch, ceiling])
     assert paired[1] is None and paired[2] is None and paired[3] is None
     assert paired[4] == pytest.approx(3.0)  # the ceiling pairs with the training baseline
+
+
+def test_an_unusable_corpus_stops_the_benchmark_with_one_line(bench, tmp_path):
+    (tmp_path / "timemachine.txt").write_text("not the book")
+    with pytest.raises(SystemExit) as stopped:
+        bench.load_corpus(str(tmp_path))
+    message = str(stopped.value.code)
+    assert message.startswith("error: ") and "SHA-1" in message and "\n" not in message
